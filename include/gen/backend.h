@@ -1,0 +1,63 @@
+// The Backend interface: one forward call serves prefill, decode and the no-cache path.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gen/config.h"
+
+namespace gen {
+
+// A preallocated KV cache. Layout (per backend storage) [layer][slot][head][max_ctx][head_dim] for K
+// and for V. It knows each slot's length (positions written so far).
+class KVCache {
+ public:
+  KVCache(const ModelConfig& cfg, int slots, int max_ctx, size_t bytes_per_element)
+      : n_layer_(cfg.n_layer), n_embd_(cfg.n_embd), slots_(slots), max_ctx_(max_ctx),
+        elem_(bytes_per_element), len_(slots, 0) {}
+  virtual ~KVCache() = default;
+  int slots() const { return slots_; }
+  int max_ctx() const { return max_ctx_; }
+  int length(int slot) const { return len_.at(slot); }
+  void set_length(int slot, int n) { len_.at(slot) = n; }
+  void reset(int slot) { len_.at(slot) = 0; }
+  // 2 x n_layer x slots x max_ctx x n_embd x bytes_per_element
+  size_t bytes() const { return bytes_for(n_layer_, n_embd_, slots_, max_ctx_, elem_); }
+  // Bytes holding positions actually written (all slots).
+  size_t bytes_used() const;
+  static size_t bytes_for(int n_layer, int n_embd, int slots, int max_ctx, size_t elem) {
+    return size_t(2) * n_layer * slots * size_t(max_ctx) * n_embd * elem;
+  }
+
+ private:
+  int n_layer_, n_embd_, slots_, max_ctx_;
+  size_t elem_;
+  std::vector<int> len_;
+};
+
+// One sequence's share of a forward call.
+struct SeqInput {
+  int slot = 0;             // cache slot (ignored without a cache)
+  std::vector<int> tokens;  // new tokens, at least one
+  int pos0 = 0;             // position of tokens[0]; without a cache it must be 0
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;  // "cpu" or "cuda"
+  virtual const ModelConfig& config() const = 0;
+  // A cache for `slots` sequences of up to `max_ctx` positions, allocated now, never grown.
+  virtual std::unique_ptr<KVCache> make_cache(int slots, int max_ctx) = 0;
+  // Preallocates scratch for forward calls of up to `max_tokens` new tokens in all, so that the
+  // generation loop allocates nothing. Optional: forward() grows scratch if it must.
+  virtual void reserve(int max_tokens) = 0;
+  // Runs the new tokens of each sequence. With a cache, K and V of the new positions are written
+  // to the sequence's slot and attention reads the slot's positions [0, pos0 + n). Without one
+  // (nullptr) each sequence is its whole self from position 0. Writes the last position's logits of
+  // each sequence into logits_out, [batch.size()][V] fp32.
+  virtual void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) = 0;
+};
+
+}  // namespace gen

@@ -1,0 +1,29 @@
+// ModelConfig: the subset of a Hugging Face GPT-2 config.json that gen needs, validated.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace gen {
+
+struct ModelConfig {
+  int n_layer = 0;      // L
+  int n_head = 0;       // H
+  int n_embd = 0;       // C = H * D
+  int n_positions = 0;  // maximum context
+  int vocab_size = 0;   // V
+  float layer_norm_epsilon = 1e-5f;
+  std::string activation_function = "gelu_new";
+  int eos_token_id = 50256;  // -1: none (config without one and a vocabulary too small for 50256)
+
+  int head_dim() const { return n_embd / n_head; }  // D
+  // Number of parameters (the LM head is tied to wte, so not counted twice).
+  int64_t n_params() const;
+
+  // Parses and validates config.json text. `where` names the file in error messages.
+  // Throws InputError on malformed JSON, missing, mistyped or absurd fields (zero or negative sizes,
+  // n_embd not divisible by n_head, products that overflow), and unsupported activation functions.
+  static ModelConfig parse(const std::string& json_text, const std::string& where);
+  static ModelConfig load(const std::string& path);  // reads the file, then parse()
+};
+
+}  // namespace gen

@@ -1,0 +1,38 @@
+// The CPU twins of the model's ops: plain fp32 code (OpenBLAS for GEMMs, OpenMP for the rest) that
+// is both the CPU backend and the oracle the CUDA kernels are tested against.
+// Dimensions: T = rows (tokens), C = n_embd, H = heads, D = head_dim, N/K = GEMM sizes.
+#pragma once
+#include <cstddef>
+
+namespace gen::cpu {
+
+// out[t] = wte[tokens[t]] + wpe[pos0 + t]                      out [T, C]
+void embed(float* out, const int* tokens, int T, int pos0, const float* wte, const float* wpe, int C);
+
+// out[t] = (x[t] - mean) / sqrt(var + eps) * w + b              x, out [T, C]; w, b [C]
+void layernorm(float* out, const float* x, const float* w, const float* b, int T, int C, float eps);
+
+// out = x @ W + bias (bias may be null)                        x [T, K], W [K, N], out [T, N]
+void matmul(float* out, const float* x, const float* W, const float* bias, int T, int K, int N);
+
+// out = x @ E^T, the tied LM head                              x [T, C], E [V, C], out [T, V]
+void matmul_transposed(float* out, const float* x, const float* E, int T, int C, int V);
+
+// x = gelu_new(x) (the tanh approximation GPT-2 uses)          x [n]
+void gelu_inplace(float* x, size_t n);
+
+// x += y                                                       x, y [n]
+void add_inplace(float* x, const float* y, size_t n);
+
+// One sequence's K and V rows into a cache laid out [H][ctx][D]: for new token t (position
+// pos0 + t), K = qkv[t][C + h*D ...], V = qkv[t][2C + h*D ...].   qkv [T, 3C]
+void kv_write(float* k_cache, float* v_cache, int ctx, const float* qkv, int T, int pos0, int H, int D);
+
+// Causal attention of one sequence's T new tokens (positions pos0 .. pos0+T-1) over the cache
+// positions [0, pos0 + t] for token t, scaled by 1/sqrt(D), softmax in fp32.
+// q from qkv [T, 3C] (first C columns), caches [H][ctx][D], out [T, C] (heads concatenated).
+// `scores` is scratch of at least (pos0 + T) floats per thread.
+void attention(float* out, const float* qkv, const float* k_cache, const float* v_cache, int ctx,
+               int T, int pos0, int H, int D, float* scores, int n_threads_scratch);
+
+}  // namespace gen::cpu

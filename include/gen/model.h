@@ -1,0 +1,39 @@
+// Finding and loading a Hugging Face GPT-2 model directory, and choosing the device that runs it.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "gen/backend.h"
+#include "gen/tokenizer.h"
+#include "gen/weights.h"
+
+namespace gen {
+
+// The four GPT-2 sizes gen knows by name; `--model NAME` means models/NAME.
+bool is_known_model_name(const std::string& name);
+
+// A directory as given, or a known name looked up in $GEN_MODELS_DIR, ./models and the models/
+// folder next to the build directory. Throws InputError saying how to get the model when absent.
+std::string resolve_model_dir(const std::string& model_arg);
+
+struct Model {
+  std::string dir;
+  ModelConfig cfg;
+  std::shared_ptr<const Weights> weights;
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+// config.json, model.safetensors, vocab.json, merges.txt from `dir`; checks that the tokenizer and
+// the model agree on the vocabulary size.
+Model load_model(const std::string& dir);
+
+enum class Device { cpu, cuda };
+const char* device_name(Device d);
+// True when a CUDA device can be used; otherwise `why` says why not (no device, old driver, or a
+// build without CUDA).
+bool cuda_available(std::string* why);
+// "auto" | "cpu" | "cuda". auto falls back to the CPU and sets `note`; cuda without a usable GPU
+// throws with the reason.
+Device choose_device(const std::string& requested, std::string* note);
+std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads);
+
+}  // namespace gen

@@ -1,0 +1,30 @@
+// The command-line contract (DESIGN.md section 3), parsed with CLI11 into plain values.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "gen/generator.h"
+
+namespace gen {
+
+struct Options {
+  std::string model = "models/gpt2";
+  std::optional<std::string> prompt;       // --prompt TEXT
+  std::optional<std::string> prompt_file;  // --prompt-file FILE|-
+  GenOptions gen;
+  std::string device = "auto";
+  std::string dtype;  // empty: the backend's default
+  int threads = 0;    // 0: all cores
+  bool json = false;
+  bool help = false;       // --help was asked: `help_text` holds it
+  bool version = false;
+  std::string help_text;
+};
+
+// Parses argv. Throws InputError (exit code 2) for unknown flags, bad values and conflicts.
+Options parse_options(int argc, const char* const* argv);
+// The prompt text from --prompt or --prompt-file (a file or "-" for stdin), checked as UTF-8.
+std::string read_prompt(const Options& opt);
+
+}  // namespace gen

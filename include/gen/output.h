@@ -1,0 +1,23 @@
+// What a run prints: the JSON line of --json and the human timing summary on stderr.
+#pragma once
+#include <string>
+
+#include "gen/generator.h"
+
+namespace gen {
+
+struct RunInfo {
+  int index = 0;
+  std::string prompt;
+  std::string device;
+  bool use_cache = true;
+};
+
+// One line of JSON (no newline) as DESIGN.md section 3 lists its fields.
+std::string result_json(const RunInfo& info, const GenResult& r);
+// Several lines for stderr: load, prefill, decode, KV cache.
+std::string timing_summary(const RunInfo& info, const GenResult& r);
+// "1.50 MiB" style.
+std::string human_bytes(double bytes);
+
+}  // namespace gen

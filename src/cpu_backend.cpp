@@ -1,0 +1,139 @@
+#include "gen/cpu_backend.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <string>
+
+#include "gen/cpu_ops.h"
+#include "gen/error.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace gen {
+
+CpuKVCache::CpuKVCache(const ModelConfig& cfg, int slots, int max_ctx)
+    : KVCache(cfg, slots, max_ctx, sizeof(float)), n_head_(cfg.n_head), head_dim_(cfg.head_dim()),
+      k_(size_t(cfg.n_layer) * slots * max_ctx * cfg.n_embd),
+      v_(size_t(cfg.n_layer) * slots * max_ctx * cfg.n_embd) {}
+
+CpuBackend::CpuBackend(std::shared_ptr<const Weights> weights, int threads)
+    : w_(std::move(weights)), threads_(threads > 0 ? threads : omp_get_num_procs()) {
+  omp_set_num_threads(threads_);
+  openblas_set_num_threads(threads_);
+}
+
+std::unique_ptr<KVCache> CpuBackend::make_cache(int slots, int max_ctx) {
+  const auto& c = w_->cfg;
+  if (slots <= 0 || max_ctx <= 0 || max_ctx > c.n_positions) {
+    throw InputError("cache of " + std::to_string(slots) + " slots x " + std::to_string(max_ctx) +
+                         " positions is invalid (context must be 1.." + std::to_string(c.n_positions) + ")",
+                     "");
+  }
+  return std::make_unique<CpuKVCache>(c, slots, max_ctx);
+}
+
+void CpuBackend::reserve(int N) {
+  if (N <= reserved_) return;
+  const size_t C = w_->cfg.n_embd;
+  x_.resize(N * C);
+  ln_.resize(N * C);
+  qkv_.resize(N * 3 * C);
+  att_.resize(N * C);
+  mlp_.resize(N * 4 * C);
+  tmp_.resize(N * C);
+  last_.resize(N * C);
+  scores_.resize(size_t(threads_) * (N + w_->cfg.n_positions));
+  kv_k_.resize(N * C);
+  kv_v_.resize(N * C);
+  reserved_ = N;
+}
+
+void CpuBackend::check_batch(const std::vector<SeqInput>& batch, const KVCache* cache) const {
+  const auto& c = w_->cfg;
+  if (batch.empty()) throw Error("forward: empty batch");
+  for (const auto& s : batch) {
+    if (s.tokens.empty()) throw Error("forward: a sequence has no tokens");
+    for (int id : s.tokens) {
+      if (id < 0 || id >= c.vocab_size) {
+        throw InputError("token id " + std::to_string(id) + " out of range [0, " +
+                             std::to_string(c.vocab_size) + ")", "");
+      }
+    }
+    const int ctx = cache ? cache->max_ctx() : c.n_positions;
+    if (s.pos0 < 0 || s.pos0 + int(s.tokens.size()) > ctx) {
+      throw Error("forward: positions " + std::to_string(s.pos0) + ".." +
+                  std::to_string(s.pos0 + s.tokens.size()) + " exceed the context " + std::to_string(ctx));
+    }
+    if (!cache && s.pos0 != 0) throw Error("forward: without a cache a sequence starts at position 0");
+    if (cache && (s.slot < 0 || s.slot >= cache->slots() || s.pos0 > cache->length(s.slot))) {
+      throw Error("forward: slot " + std::to_string(s.slot) + " position " + std::to_string(s.pos0) +
+                  " does not follow the cached positions");
+    }
+  }
+}
+
+void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int N) {
+  const auto& c = w_->cfg;
+  const auto& L = w_->layers[l];
+  const int C = c.n_embd, H = c.n_head, D = c.head_dim();
+  cpu::layernorm(ln_.data(), x_.data(), L.ln1_w, L.ln1_b, N, C, c.layer_norm_epsilon);
+  cpu::matmul(qkv_.data(), ln_.data(), L.qkv_w, L.qkv_b, N, C, 3 * C);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const auto& s = batch[i];
+    const int T = int(s.tokens.size()), r0 = row0_[i];
+    // Without a cache the sequence's own K and V live in scratch, [H][T][D], for this layer only.
+    float* K = cache ? cache->k(l, s.slot) : kv_k_.data() + size_t(r0) * C;
+    float* V = cache ? cache->v(l, s.slot) : kv_v_.data() + size_t(r0) * C;
+    const int ctx = cache ? cache->max_ctx() : T;
+    const float* qkv = qkv_.data() + size_t(r0) * 3 * C;
+    cpu::kv_write(K, V, ctx, qkv, T, s.pos0, H, D);
+    cpu::attention(att_.data() + size_t(r0) * C, qkv, K, V, ctx, T, s.pos0, H, D, scores_.data(), threads_);
+  }
+  cpu::matmul(tmp_.data(), att_.data(), L.proj_w, L.proj_b, N, C, C);
+  cpu::add_inplace(x_.data(), tmp_.data(), size_t(N) * C);
+  cpu::layernorm(ln_.data(), x_.data(), L.ln2_w, L.ln2_b, N, C, c.layer_norm_epsilon);
+  cpu::matmul(mlp_.data(), ln_.data(), L.fc_w, L.fc_b, N, C, 4 * C);
+  cpu::gelu_inplace(mlp_.data(), size_t(N) * 4 * C);
+  cpu::matmul(tmp_.data(), mlp_.data(), L.fcproj_w, L.fcproj_b, N, 4 * C, C);
+  cpu::add_inplace(x_.data(), tmp_.data(), size_t(N) * C);
+}
+
+void CpuBackend::forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
+  check_batch(batch, cache);
+  auto* cpu_cache = dynamic_cast<CpuKVCache*>(cache);
+  if (cache && !cpu_cache) throw Error("forward: the cache does not belong to the CPU backend");
+  const auto& c = w_->cfg;
+  const int C = c.n_embd, B = int(batch.size());
+  row0_.resize(B);
+  int N = 0;
+  for (int i = 0; i < B; ++i) {
+    row0_[i] = N;
+    N += int(batch[i].tokens.size());
+  }
+  reserve(std::max(N, B));
+  for (int i = 0; i < B; ++i) {
+    const auto& s = batch[i];
+    cpu::embed(x_.data() + size_t(row0_[i]) * C, s.tokens.data(), int(s.tokens.size()), s.pos0,
+               w_->wte, w_->wpe, C);
+  }
+  for (int l = 0; l < c.n_layer; ++l) layer_forward(l, batch, cpu_cache, N);
+  // Only the last position of each sequence reaches ln_f and the LM head.
+  for (int i = 0; i < B; ++i) {
+    const int last = row0_[i] + int(batch[i].tokens.size()) - 1;
+    cpu::layernorm(last_.data() + size_t(i) * C, x_.data() + size_t(last) * C, w_->lnf_w, w_->lnf_b, 1, C,
+                   c.layer_norm_epsilon);
+  }
+  cpu::matmul_transposed(logits_out, last_.data(), w_->wte, B, C, c.vocab_size);
+  if (cpu_cache) {
+    for (const auto& s : batch) cpu_cache->set_length(s.slot, s.pos0 + int(s.tokens.size()));
+  }
+}
+
+size_t KVCache::bytes_used() const {
+  size_t positions = 0;
+  for (int n : len_) positions += size_t(n);
+  return size_t(2) * n_layer_ * positions * n_embd_ * elem_;
+}
+
+}  // namespace gen

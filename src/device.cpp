@@ -1,0 +1,67 @@
+#include <string>
+
+#include "gen/cpu_backend.h"
+#include "gen/error.h"
+#include "gen/model.h"
+
+#ifdef GEN_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace gen {
+
+const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
+
+bool cuda_available(std::string* why) {
+#ifdef GEN_WITH_CUDA
+  int n = 0;
+  cudaError_t err = cudaGetDeviceCount(&n);
+  if (err == cudaSuccess && n > 0) return true;
+  if (why) {
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    if (err == cudaErrorInsufficientDriver && driver == 0) {
+      *why = "no CUDA device found (no NVIDIA driver is loaded)";
+    } else if (err == cudaErrorInsufficientDriver) {
+      *why = "the NVIDIA driver is too old (driver supports CUDA " + std::to_string(driver / 1000) + "." +
+             std::to_string(driver % 1000 / 10) + ", gen needs " + std::to_string(runtime / 1000) + "." +
+             std::to_string(runtime % 1000 / 10) + ")";
+    } else if (err == cudaSuccess || err == cudaErrorNoDevice) {
+      *why = "no CUDA device found";
+    } else {
+      *why = std::string("CUDA is unusable: ") + cudaGetErrorString(err);
+    }
+  }
+  return false;
+#else
+  if (why) *why = "gen was built without CUDA (GEN_CUDA=OFF or no nvcc at build time)";
+  return false;
+#endif
+}
+
+Device choose_device(const std::string& requested, std::string* note) {
+  if (requested == "cpu") return Device::cpu;
+  std::string why;
+  if (requested == "cuda") {
+    if (!cuda_available(&why)) throw InputError("--device cuda: " + why, "--device");
+    return Device::cuda;  // make_backend says the CUDA backend is not built yet
+  }
+  if (requested == "auto") {
+    // Until the CUDA backend lands (issue 3) a present GPU cannot be used; say so and run on the CPU.
+    if (cuda_available(&why)) why = "a CUDA device is present but this build has no CUDA backend yet";
+    if (note) *note = "note: " + why + "; running on the CPU";
+    return Device::cpu;
+  }
+  throw InputError("--device must be auto, cpu or cuda (got '" + requested + "')", "--device");
+}
+
+std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads) {
+  if (d == Device::cuda) {
+    // The CUDA backend lands with issue 3; until then say so rather than run something else.
+    throw Error("the CUDA backend is not implemented in this build yet; use --device cpu");
+  }
+  return std::make_unique<CpuBackend>(std::move(weights), threads);
+}
+
+}  // namespace gen

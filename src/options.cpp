@@ -1,0 +1,107 @@
+#include "gen/options.h"
+
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+#include "gen/error.h"
+
+namespace gen {
+
+namespace {
+
+template <typename T>
+void require_range(const char* flag, T value, T lo, T hi, const char* what) {
+  if (value < lo || value > hi) {
+    std::ostringstream ss;
+    ss << flag << " " << value << " is out of range: " << what;
+    throw InputError(ss.str(), flag);
+  }
+}
+
+void validate(const Options& o) {
+  const auto& g = o.gen;
+  require_range("--max-new-tokens", g.max_new_tokens, 0, 1 << 24, "must be >= 0");
+  require_range("--temperature", g.sampling.temperature, 0.0f, 100.0f, "must be in [0, 100]");
+  require_range("--top-k", g.sampling.top_k, 0, 1 << 24, "must be >= 0 (0 disables)");
+  if (!(g.sampling.top_p > 0.0f && g.sampling.top_p <= 1.0f)) {
+    throw InputError("--top-p " + std::to_string(g.sampling.top_p) + " is out of range: must be in (0, 1]",
+                     "--top-p");
+  }
+  require_range("--threads", o.threads, 0, 4096, "must be >= 0 (0: all cores)");
+  require_range("--ctx", g.max_ctx, 0, 1 << 20, "must be >= 0 (0: the model's n_positions)");
+  if (!o.prompt && !o.prompt_file) throw InputError("one of --prompt or --prompt-file is required", "usage");
+}
+
+}  // namespace
+
+Options parse_options(int argc, const char* const* argv) {
+  Options o;
+  CLI::App app{"gen: GPT-2 text generation with a KV cache (CPU and CUDA)", "gen"};
+  app.option_defaults()->always_capture_default();
+  app.set_version_flag("--version", "gen 0.1.0");
+  app.add_option("--model", o.model, "model directory, or gpt2 | gpt2-medium | gpt2-large | gpt2-xl (models/NAME)");
+  auto* p = app.add_option("--prompt", o.prompt, "prompt text");
+  auto* pf = app.add_option("--prompt-file", o.prompt_file, "read the prompt from FILE ('-': stdin)");
+  p->excludes(pf);
+  app.add_option("-n,--max-new-tokens", o.gen.max_new_tokens, "tokens to generate");
+  app.add_option("--temperature", o.gen.sampling.temperature, "0: greedy (argmax)");
+  app.add_option("--top-k", o.gen.sampling.top_k, "keep the K most likely tokens (0: off)");
+  app.add_option("--top-p", o.gen.sampling.top_p, "keep the smallest set of tokens with mass >= P (1: off)");
+  app.add_option("--seed", o.gen.seed, "sampling seed: the same seed gives the same text");
+  auto* uc = app.add_flag("--use-cache", o.gen.use_cache, "use the KV cache (default)");
+  auto* nc = app.add_flag("!--no-cache", o.gen.use_cache, "recompute the whole sequence every step");
+  uc->excludes(nc);
+  app.add_flag("--ignore-eos", o.gen.ignore_eos, "do not stop at <|endoftext|>");
+  app.add_option("--ctx", o.gen.max_ctx, "context length for the KV cache (0: n_positions)");
+  app.add_option("--device", o.device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--dtype", o.dtype, "compute dtype: fp32 | fp16 | bf16 (CPU: fp32 only)")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
+  app.add_flag("--json", o.json, "one JSON object per prompt on stdout");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    o.help = true;
+    o.help_text = app.help();
+    return o;
+  } catch (const CLI::CallForVersion&) {
+    o.version = true;
+    return o;
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    if (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    for (char& c : msg) if (c == '\n') c = ' ';
+    throw InputError(msg, "usage: gen --help");
+  }
+  validate(o);
+  return o;
+}
+
+std::string read_prompt(const Options& opt) {
+  std::string text;
+  if (opt.prompt) {
+    text = *opt.prompt;
+  } else if (*opt.prompt_file == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream f(*opt.prompt_file, std::ios::binary);
+    if (!f) throw InputError("cannot read prompt file", *opt.prompt_file);
+    text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  if (opt.prompt_file) {
+    // Editors end files with a newline that is not part of the prompt (llama.cpp drops it too).
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+  }
+  long bad = utf8_error_offset(text);
+  if (bad >= 0) {
+    throw InputError("invalid UTF-8 in prompt at byte " + std::to_string(bad),
+                     opt.prompt ? "--prompt" : *opt.prompt_file);
+  }
+  return text;
+}
+
+}  // namespace gen

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The command-line contract end to end through the real binary: JSON output, cache = no-cache,
+# and one line "error: ..." with the right exit code for each broken input.
+# Env: GEN (the gen binary), MAKE_MODEL (gen-make-model). GEN_TOKENIZER_DIR overrides the tokenizer.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+tokdir=${GEN_TOKENIZER_DIR:-$here/../../shared/gpt2-tokenizer}
+[ -f "$tokdir/vocab.json" ] || tokdir=$here/../models/gpt2
+if [ -f "$tokdir/vocab.json" ] && [ -f "$tokdir/merges.txt" ]; then
+  "$MAKE_MODEL" --out "$tmp/m" --layers 2 --heads 2 --embd 32 --positions 64 --vocab 50257 --std 0.3 \
+    --tokenizer "$tokdir" || exit 1
+  real_tok=1
+else
+  echo "note: no GPT-2 tokenizer files (../shared/gpt2-tokenizer or models/gpt2): using a byte-level stand-in"
+  "$MAKE_MODEL" --out "$tmp/m" --layers 2 --heads 2 --embd 32 --positions 64 --vocab 600 --std 0.3 || exit 1
+  real_tok=0
+fi
+M=$tmp/m
+
+# expect_error CODE PATTERN -- ARGS...: exit code CODE, stdout empty, stderr one line "error: ..." matching PATTERN.
+expect_error() {
+  local code=$1 pattern=$2
+  shift 3
+  "$GEN" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+  local rc=$?
+  local lines
+  lines=$(wc -l <"$tmp/err")
+  if [ "$rc" != "$code" ]; then bad "$* -> exit $rc, expected $code ($(cat "$tmp/err"))"; return; fi
+  if [ -s "$tmp/out" ]; then bad "$* -> wrote to stdout: $(head -c 200 "$tmp/out")"; return; fi
+  if [ "$lines" != 1 ] || ! grep -q '^error: ' "$tmp/err"; then bad "$* -> stderr is not one error line: $(cat "$tmp/err")"; return; fi
+  if ! grep -qE -- "$pattern" "$tmp/err"; then bad "$* -> '$(cat "$tmp/err")' does not match '$pattern'"; return; fi
+  ok
+}
+
+# ---- happy paths ------------------------------------------------------------------------------
+"$GEN" --help >"$tmp/out" 2>&1 && grep -q -- "--no-cache" "$tmp/out" && ok || bad "--help"
+"$GEN" --model "$M" --prompt "Hello world" -n 12 --temperature 0 --ignore-eos --json --device cpu >"$tmp/a.json" 2>"$tmp/err" || bad "json run: $(cat "$tmp/err")"
+"$GEN" --model "$M" --prompt "Hello world" -n 12 --temperature 0 --ignore-eos --json --no-cache >"$tmp/b.json" 2>"$tmp/err" || bad "no-cache run: $(cat "$tmp/err")"
+python3 - "$tmp/a.json" "$tmp/b.json" "$real_tok" <<'PY' && ok || bad "JSON contract"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == 1 and len(b) == 1, "one line per prompt"
+a, b = a[0], b[0]
+keys = {"index", "prompt", "prompt_tokens", "tokens", "text", "finish_reason", "use_cache", "device", "timing"}
+assert keys <= set(a), set(a)
+assert set(a["timing"]) >= {"load_ms", "prefill_ms", "decode_ms", "ttft_ms", "decode_tokens_per_s", "total_ms"}
+assert a["index"] == 0 and a["prompt"] == "Hello world" and a["device"] == "cpu"
+if sys.argv[3] == "1":
+    assert a["prompt_tokens"] == [15496, 995], a["prompt_tokens"]
+assert len(a["tokens"]) == 12 and a["finish_reason"] == "length"
+assert a["use_cache"] is True and b["use_cache"] is False
+assert a["tokens"] == b["tokens"], (a["tokens"], b["tokens"])
+assert a["text"] == b["text"]
+PY
+# Streaming mode prints the prompt then the text; the summary goes to stderr.
+"$GEN" --model "$M" --prompt "Hi" -n 5 --temperature 0 >"$tmp/out" 2>"$tmp/err" \
+  && head -c 2 "$tmp/out" | grep -q '^Hi' && grep -q 'decode' "$tmp/err" && grep -q 'KV cache' "$tmp/err" && ok \
+  || bad "streaming output: $(cat "$tmp/out" "$tmp/err")"
+# --prompt-file - reads stdin; the same seed gives the same text.
+printf 'Once upon a time' | "$GEN" --model "$M" --prompt-file - -n 10 --seed 3 --temperature 0.8 --json >"$tmp/s1" 2>/dev/null
+"$GEN" --model "$M" --prompt "Once upon a time" -n 10 --seed 3 --temperature 0.8 --json >"$tmp/s2" 2>/dev/null
+python3 -c "import json,sys; a,b=(json.load(open(p)) for p in sys.argv[1:]); assert a['tokens']==b['tokens'] and len(a['tokens'])==10" \
+  "$tmp/s1" "$tmp/s2" && ok || bad "seeded sampling from stdin"
+# A prompt that fills the context exactly: no token fits, finish_reason "context".
+"$GEN" --model "$M" --prompt "a a a a" -n 0 --json >"$tmp/out" 2>/dev/null
+n=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['prompt_tokens']))" "$tmp/out")
+"$GEN" --model "$M" --prompt "a a a a" -n 3 --ctx "$n" --json >"$tmp/out" 2>/dev/null
+python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['tokens']==[] and r['finish_reason']=='context', r" \
+  "$tmp/out" && ok || bad "prompt filling the context"
+
+# ---- broken inputs -----------------------------------------------------------------------------
+P=(--prompt "Hello")
+expect_error 2 "model directory not found" -- --model "$tmp/nope" "${P[@]}"
+expect_error 2 "is not downloaded" -- --model gpt2-xl "${P[@]}"
+for f in config.json model.safetensors vocab.json merges.txt; do
+  cp -r "$M" "$tmp/x"; rm "$tmp/x/$f"
+  expect_error 2 "missing $f" -- --model "$tmp/x" "${P[@]}"; rm -rf "$tmp/x"
+done
+cp -r "$M" "$tmp/x"; truncate -s -100 "$tmp/x/model.safetensors"
+expect_error 2 "model.safetensors" -- --model "$tmp/x" "${P[@]}"; rm -rf "$tmp/x"
+cp -r "$M" "$tmp/x"; printf '\xff\xff\xff\xff\xff\xff\x00\x00{}' >"$tmp/x/model.safetensors"
+expect_error 2 "header" -- --model "$tmp/x" "${P[@]}"; rm -rf "$tmp/x"
+cp -r "$M" "$tmp/x"; : >"$tmp/x/model.safetensors"
+expect_error 2 "model.safetensors" -- --model "$tmp/x" "${P[@]}"; rm -rf "$tmp/x"
+cp -r "$M" "$tmp/x"; sed -i 's/"n_layer": 2/"n_layer": 3/' "$tmp/x/config.json"
+expect_error 2 "missing tensor 'h.2" -- --model "$tmp/x" "${P[@]}"; rm -rf "$tmp/x"
+cp -r "$M" "$tmp/x"; sed -i 's/"n_embd": 32/"n_embd": 48/' "$tmp/x/config.json"
+expect_error 2 "shape" -- --model "$tmp/x" "${P[@]}"; rm -rf "$tmp/x"
+cp -r "$M" "$tmp/x"; sed -i 's/"n_head": 2/"n_head": 5/' "$tmp/x/config.json"
+expect_error 2 "divisible" -- --model "$tmp/x" "${P[@]}"; rm -rf "$tmp/x"
+cp -r "$M" "$tmp/x"; sed -i 's/"gelu_new"/"relu"/' "$tmp/x/config.json"
+expect_error 2 "relu" -- --model "$tmp/x" "${P[@]}"; rm -rf "$tmp/x"
+cp -r "$M" "$tmp/x"; echo '{"n_layer": ' >"$tmp/x/config.json"
+expect_error 2 "config.json" -- --model "$tmp/x" "${P[@]}"; rm -rf "$tmp/x"
+cp -r "$M" "$tmp/x"; echo '["not", "an", "object"]' >"$tmp/x/vocab.json"
+expect_error 2 "vocab.json" -- --model "$tmp/x" "${P[@]}"; rm -rf "$tmp/x"
+printf 'ok \xc3\x28 bad' >"$tmp/badutf8.txt"
+expect_error 2 "invalid UTF-8 in prompt at byte 3" -- --model "$M" --prompt-file "$tmp/badutf8.txt"
+expect_error 2 "cannot read prompt file" -- --model "$M" --prompt-file "$tmp/none.txt"
+expect_error 2 "longer than the context of 8" -- --model "$M" --prompt "$(printf 'word %.0s' $(seq 1 50))" --ctx 8
+expect_error 2 "--ctx 65 is outside 1..64" -- --model "$M" "${P[@]}" --ctx 65
+expect_error 2 "--top-p" -- --model "$M" "${P[@]}" --top-p 0
+expect_error 2 "--top-p" -- --model "$M" "${P[@]}" --top-p 1.5
+expect_error 2 "--temperature" -- --model "$M" "${P[@]}" --temperature -1
+expect_error 2 "--max-new-tokens" -- --model "$M" "${P[@]}" -n -1
+expect_error 2 "--top-k" -- --model "$M" "${P[@]}" --top-k -3
+expect_error 2 "--threads" -- --model "$M" "${P[@]}" --threads -2
+expect_error 2 "max-new-tokens" -- --model "$M" "${P[@]}" -n lots
+expect_error 2 "device" -- --model "$M" "${P[@]}" --device gpu
+expect_error 2 "excludes" -- --model "$M" "${P[@]}" --prompt-file "$tmp/badutf8.txt"
+expect_error 2 "excludes" -- --model "$M" "${P[@]}" --use-cache --no-cache
+expect_error 2 "required" -- --model "$M"
+expect_error 2 "frobnicate" -- --model "$M" "${P[@]}" --frobnicate
+expect_error 2 "not supported on the CPU" -- --model "$M" "${P[@]}" --device cpu --dtype fp16
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+  expect_error 2 "--device cuda: " -- --model "$M" "${P[@]}" --device cuda
+  # auto falls back to the CPU with a note on stderr and still answers.
+  "$GEN" --model "$M" "${P[@]}" -n 2 --json >"$tmp/out" 2>"$tmp/err" && grep -q '"device":"cpu"' "$tmp/out" \
+    && grep -q '^note: .*running on the CPU' "$tmp/err" && ok || bad "--device auto fallback: $(cat "$tmp/err")"
+fi
+
+echo "cli_test: $pass passed, $fail failed"
+[ "$fail" = 0 ]
