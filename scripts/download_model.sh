@@ -31,7 +31,11 @@ mkdir -p "$dest"
 for f in config.json vocab.json merges.txt model.safetensors; do
   if [ ! -f "$dest/$f" ]; then
     echo "download: $name/$f @ $rev" >&2
-    curl -fL --retry 3 --connect-timeout 20 -o "$dest/$f.part" "$base/$name/resolve/$rev/$f"
+    if ! curl -fsSL --retry 3 --connect-timeout 20 -o "$dest/$f.part" "$base/$name/resolve/$rev/$f"; then
+      rm -f "$dest/$f.part"
+      echo "error: could not fetch $base/$name/resolve/$rev/$f" >&2
+      exit 1
+    fi
     mv "$dest/$f.part" "$dest/$f"
   fi
   got_size=$(stat -c %s "$dest/$f")

@@ -2,7 +2,7 @@
 # Installs gen's build and test dependencies from Debian's packages when any is missing.
 # The CUDA Toolkit is not installed here: the build uses it when nvcc is found (GEN_CUDA=AUTO).
 set -euo pipefail
-pkgs=(cmake ninja-build g++ pkg-config python3 libcli11-dev nlohmann-json3-dev catch2 libopenblas-dev libpcre2-dev)
+pkgs=(cmake ninja-build g++ pkg-config python3 libcli11-dev nlohmann-json3-dev catch2 libopenblas-dev libopenblas-openmp-dev libpcre2-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,7 +17,8 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   esac
 done
 name=${model#models/}
-if [ ! -d "$model" ] && [ ! -d "$root/models/$name" ]; then
+complete() { [ -f "$1/model.safetensors" ] && [ -f "$1/config.json" ] && [ -f "$1/vocab.json" ] && [ -f "$1/merges.txt" ]; }
+if ! complete "$model" && ! complete "$root/models/$name"; then
   case "$name" in
     gpt2 | gpt2-medium | gpt2-large | gpt2-xl)
       echo "run: $name is not in models/; downloading it" >&2
@@ -29,5 +30,4 @@ if [ ! -d "$model" ] && [ ! -d "$root/models/$name" ]; then
       ;;
   esac
 fi
-cd "$root"
 exec "$build/gen" "$@"

@@ -130,10 +130,4 @@ void CpuBackend::forward(const std::vector<SeqInput>& batch, KVCache* cache, flo
   }
 }
 
-size_t KVCache::bytes_used() const {
-  size_t positions = 0;
-  for (int n : len_) positions += size_t(n);
-  return size_t(2) * n_layer_ * positions * n_embd_ * elem_;
-}
-
 }  // namespace gen

@@ -1,6 +1,9 @@
 #include <string>
 
 #include "gen/cpu_backend.h"
+#ifdef GEN_WITH_CUDA
+#include "gen/cuda_backend.h"
+#endif
 #include "gen/error.h"
 #include "gen/model.h"
 
@@ -45,21 +48,27 @@ Device choose_device(const std::string& requested, std::string* note) {
   std::string why;
   if (requested == "cuda") {
     if (!cuda_available(&why)) throw InputError("--device cuda: " + why, "--device");
-    return Device::cuda;  // make_backend says the CUDA backend is not built yet
+    return Device::cuda;
   }
   if (requested == "auto") {
-    // Until the CUDA backend lands (issue 3) a present GPU cannot be used; say so and run on the CPU.
-    if (cuda_available(&why)) why = "a CUDA device is present but this build has no CUDA backend yet";
+    if (cuda_available(&why)) return Device::cuda;
     if (note) *note = "note: " + why + "; running on the CPU";
     return Device::cpu;
   }
   throw InputError("--device must be auto, cpu or cuda (got '" + requested + "')", "--device");
 }
 
-std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads) {
+std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads,
+                                      const std::string& dtype) {
   if (d == Device::cuda) {
-    // The CUDA backend lands with issue 3; until then say so rather than run something else.
-    throw Error("the CUDA backend is not implemented in this build yet; use --device cpu");
+#ifdef GEN_WITH_CUDA
+    return make_cuda_backend(std::move(weights), parse_compute_dtype(dtype));
+#else
+    throw Error("gen was built without CUDA");  // choose_device() has already refused
+#endif
+  }
+  if (!dtype.empty() && dtype != "fp32") {
+    throw InputError("--dtype " + dtype + " is not supported on the CPU (it computes in fp32)", "--dtype");
   }
   return std::make_unique<CpuBackend>(std::move(weights), threads);
 }

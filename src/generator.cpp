@@ -47,19 +47,17 @@ GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& 
   }
   GenResult res;
   res.prompt_tokens = prompt;
-  const int V = cfg.vocab_size;
   const int eos = opt.ignore_eos ? -1 : cfg.eos_token_id;
   // Everything the loop touches is allocated here, before the first token.
   std::unique_ptr<KVCache> cache = opt.use_cache ? backend_.make_cache(1, max_ctx) : nullptr;
   backend_.reserve(opt.use_cache ? int(prompt.size()) : max_ctx);
-  std::vector<float> logits(V);
   std::vector<int> seq = prompt;  // the no-cache path feeds the whole sequence each step
   seq.reserve(max_ctx);
   res.tokens.reserve(opt.max_new_tokens > 0 ? size_t(opt.max_new_tokens) : 0);
   std::vector<SeqInput> batch(1);
   batch[0].tokens.reserve(max_ctx);
-  Rng rng(opt.seed);
-  SampleScratch scratch;
+  std::vector<DrawParams> draws = {DrawParams{opt.sampling, opt.seed, 0}};
+  int next = 0;
   Utf8Stream stream;
   auto emit = [&](const std::string& s) {
     if (s.empty()) return;
@@ -79,9 +77,9 @@ GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& 
       batch[0].tokens.assign(seq.begin(), seq.end());
       batch[0].pos0 = 0;
     }
-    backend_.forward(batch, cache.get(), logits.data());
+    draws[0].step = step;  // the draw of token `step` depends only on (seed, step, logits)
+    backend_.forward_sample(batch, cache.get(), draws, &next);
     if (step == 0) res.timing.prefill_ms = ms_since(t_step);
-    const int next = sample(logits.data(), V, opt.sampling, rng, scratch);
     res.tokens.push_back(next);
     seq.push_back(next);
     if (step == 0) {

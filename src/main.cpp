@@ -24,13 +24,13 @@ int run(int argc, char** argv) {
   }
   std::string note;
   const gen::Device device = gen::choose_device(opt.device, &note);
-  if (device == gen::Device::cpu && !opt.dtype.empty() && opt.dtype != "fp32") {
+  if (device == gen::Device::cpu && !opt.dtype.empty() && opt.dtype != "fp32") {  // before the slow load
     throw gen::InputError("--dtype " + opt.dtype + " is not supported on the CPU (it computes in fp32)", "--dtype");
   }
   const std::string prompt = gen::read_prompt(opt);
   const auto t0 = Clock::now();
   gen::Model model = gen::load_model(gen::resolve_model_dir(opt.model));
-  auto backend = gen::make_backend(device, model.weights, opt.threads);
+  auto backend = gen::make_backend(device, model.weights, opt.threads, opt.dtype);
   const double load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 
   gen::Generator generator(*backend, *model.tokenizer);
@@ -44,7 +44,7 @@ int run(int argc, char** argv) {
   }
   gen::GenResult res = generator.generate(ids, opt.gen, stream);
   res.timing.load_ms = load_ms;
-  gen::RunInfo info{0, prompt, gen::device_name(device), opt.gen.use_cache};
+  gen::RunInfo info{0, prompt, gen::device_name(device), opt.gen.use_cache, backend->memory_summary()};
   if (opt.json) {
     std::cout << gen::result_json(info, res) << "\n" << std::flush;
   } else {

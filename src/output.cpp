@@ -60,6 +60,7 @@ std::string timing_summary(const RunInfo& info, const GenResult& r) {
     s += "[gen] KV cache " + human_bytes(double(r.kv_bytes_allocated)) + " allocated, " +
          human_bytes(double(r.kv_bytes_used)) + " used\n";
   }
+  if (!info.memory.empty()) s += "[gen] " + info.memory + "\n";
   return s;
 }
 

@@ -16,13 +16,25 @@ namespace fs = std::filesystem;
 
 namespace gen::test {
 
-std::string fixture(const std::string& rel) { return std::string(GEN_SOURCE_DIR) + "/tests/fixtures/" + rel; }
+namespace {
+// Compiled-in paths, overridable at run time (the GPU check runs binaries built on another machine).
+std::string source_dir() {
+  const char* env = std::getenv("GEN_SOURCE_DIR");
+  return env ? env : GEN_SOURCE_DIR;
+}
+std::string scratch_dir() {
+  const char* env = std::getenv("GEN_TEST_TMPDIR");
+  return env ? env : std::string(GEN_BINARY_DIR) + "/test_tmp";
+}
+}  // namespace
+
+std::string fixture(const std::string& rel) { return source_dir() + "/tests/fixtures/" + rel; }
 
 std::string tokenizer_dir() {
   std::vector<std::string> candidates;
   if (const char* env = std::getenv("GEN_TOKENIZER_DIR")) candidates.emplace_back(env);
-  candidates.push_back(std::string(GEN_SOURCE_DIR) + "/../shared/gpt2-tokenizer");
-  candidates.push_back(std::string(GEN_SOURCE_DIR) + "/models/gpt2");
+  candidates.push_back(source_dir() + "/../shared/gpt2-tokenizer");
+  candidates.push_back(source_dir() + "/models/gpt2");
   for (const auto& dir : candidates) {
     if (fs::exists(dir + "/vocab.json") && fs::exists(dir + "/merges.txt")) return dir;
   }
@@ -45,7 +57,7 @@ void write_file(const std::string& path, const std::string& bytes) {
 
 TempDir::TempDir() {
   static std::atomic<int> counter{0};
-  path_ = std::string(GEN_BINARY_DIR) + "/test_tmp/" + std::to_string(getpid()) + "_" +
+  path_ = scratch_dir() + "/" + std::to_string(getpid()) + "_" +
           std::to_string(counter++);
   fs::remove_all(path_);
   fs::create_directories(path_);

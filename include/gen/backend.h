@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gen/config.h"
+#include "gen/sampler.h"
 
 namespace gen {
 
@@ -43,6 +44,13 @@ struct SeqInput {
   int pos0 = 0;             // position of tokens[0]; without a cache it must be 0
 };
 
+// How to draw one sequence's next token: the draw depends only on these and the logits.
+struct DrawParams {
+  SamplingParams sampling;
+  uint64_t seed = 0;
+  int step = 0;  // index of the token being drawn within its sequence
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -58,6 +66,17 @@ class Backend {
   // (nullptr) each sequence is its whole self from position 0. Writes the last position's logits of
   // each sequence into logits_out, [batch.size()][V] fp32.
   virtual void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) = 0;
+  // forward(), then one draw per sequence with gen::sample, into tokens_out [batch.size()]. This
+  // default samples on the host; the CUDA backend samples on the GPU (only ids cross to the host) and
+  // replays a captured graph for decode steps.
+  virtual void forward_sample(const std::vector<SeqInput>& batch, KVCache* cache,
+                              const std::vector<DrawParams>& draws, int* tokens_out);
+  // One line on the device memory the backend holds, for the run's summary ("" when not relevant).
+  virtual std::string memory_summary() const { return ""; }
+
+ private:
+  std::vector<float> logits_;  // [B, V] for the default forward_sample
+  SampleScratch scratch_;
 };
 
 }  // namespace gen

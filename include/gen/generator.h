@@ -22,7 +22,7 @@ struct GenOptions {
 
 struct Timing {
   double load_ms = 0;     // filled by the caller (model loading is not the generator's)
-  double prefill_ms = 0;  // the first forward pass over the prompt
+  double prefill_ms = 0;  // the first forward pass over the prompt, with its draw
   double ttft_ms = 0;     // prefill plus sampling of the first token
   double decode_ms = 0;   // every later step (forward + sampling)
   double total_ms = 0;

@@ -34,6 +34,8 @@ bool cuda_available(std::string* why);
 // "auto" | "cpu" | "cuda". auto falls back to the CPU and sets `note`; cuda without a usable GPU
 // throws with the reason.
 Device choose_device(const std::string& requested, std::string* note);
-std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads);
+// dtype: "" (the device's default: fp32 on the CPU, fp16 on CUDA), "fp32", "fp16", "bf16".
+std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads,
+                                      const std::string& dtype = "");
 
 }  // namespace gen

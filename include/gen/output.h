@@ -11,6 +11,7 @@ struct RunInfo {
   std::string prompt;
   std::string device;
   bool use_cache = true;
+  std::string memory;  // the backend's memory_summary(), printed when not empty
 };
 
 // One line of JSON (no newline) as DESIGN.md section 3 lists its fields.

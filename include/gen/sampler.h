@@ -1,4 +1,6 @@
-// Sampling: pure functions over one sequence's logits, with an explicit seeded RNG.
+// Sampling: pure functions over one sequence's logits. The draw is stateless: token number `step` of a
+// sequence depends only on (seed, step, logits), with the algorithm of gen/sample_rng.h, the exact twin of
+// the CUDA kernel gen::cuda::sample.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -11,7 +13,8 @@ struct SamplingParams {
   float top_p = 1.0f;        // 1: off
 };
 
-// SplitMix64-seeded xoshiro256**: portable, so a seed gives the same draws on every platform.
+// SplitMix64-seeded xoshiro256**: portable, so a seed gives the same draws on every platform. (Used to
+// make random weights; the sampler uses the counter-based hash of gen/sample_rng.h.)
 class Rng {
  public:
   explicit Rng(uint64_t seed);
@@ -25,10 +28,12 @@ class Rng {
 int argmax(const float* logits, int n);
 // Scratch reused across calls, so the generation loop does not allocate once it has grown.
 struct SampleScratch {
-  std::vector<std::pair<float, int>> cand;  // (logit / T, id)
-  std::vector<double> probs;
+  std::vector<float> z;     // [n] logit / T
+  std::vector<float> kept;  // z values that survive top-k, for top-k's selection and top-p's sort
 };
-// temperature, then top-k, then top-p over the survivors (Hugging Face's warper order), then a draw.
-int sample(const float* logits, int n, const SamplingParams& p, Rng& rng, SampleScratch& scratch);
+// Temperature, then top-k, then top-p over the survivors (Hugging Face's warper order), then a Gumbel-max
+// draw from the stream of (seed, step). See gen/sample_rng.h for the exact definition.
+int sample(const float* logits, int n, const SamplingParams& p, uint64_t seed, int step,
+           SampleScratch& scratch);
 
 }  // namespace gen

@@ -1,0 +1,57 @@
+// CUDA plumbing shared by the kernels and the CUDA backend: checked calls that throw, and RAII device
+// buffers. Host code only needs the CUDA runtime headers, not nvcc.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <string>
+#include <utility>
+
+#include "gen/error.h"
+
+namespace gen::cuda {
+
+[[noreturn]] void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line);
+// After a launch: the launch error, and with GEN_SYNC_CHECK=1 in the environment also the kernel's own
+// error (synchronizes, to find the faulty kernel).
+void check_launch(const char* kernel, const char* file, int line);
+
+#define CUDA_CHECK(call)                                                                  \
+  do {                                                                                    \
+    cudaError_t err_ = (call);                                                            \
+    if (err_ != cudaSuccess) ::gen::cuda::throw_cuda_error(err_, #call, __FILE__, __LINE__); \
+  } while (0)
+#define CUDA_CHECK_LAUNCH(name) ::gen::cuda::check_launch(name, __FILE__, __LINE__)
+
+// A move-only device allocation of n elements of T.
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t n) : n_(n) {
+    if (n) CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)));
+  }
+  ~DeviceBuffer() {
+    if (p_) cudaFree(p_);
+  }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      if (p_) cudaFree(p_);
+      p_ = std::exchange(o.p_, nullptr);
+      n_ = std::exchange(o.n_, 0);
+    }
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+  size_t bytes() const { return n_ * sizeof(T); }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+}  // namespace gen::cuda

@@ -1,0 +1,144 @@
+// The CUDA backend against the CPU backend (the reference): whole-model logits through the cache and
+// without it, in fp32 (1e-4) and fp16/bf16 (1e-2 / 3e-2), greedy tokens, batches, graphs.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+#include "fixture_model.h"
+#include "gen/cpu_backend.h"
+#include "gen/cuda_backend.h"
+#include "gen/generator.h"
+#include "gen/model_maker.h"
+#include "test_util.h"
+
+using namespace gen;
+using namespace gen::test;
+
+namespace {
+
+std::string check_row(const float* got, const float* ref, int V, double rel) {
+  double scale = 0;
+  for (int i = 0; i < V; ++i) scale = std::max(scale, double(std::fabs(ref[i])));
+  return check_close(got, ref, V, rel * scale, rel);
+}
+
+double tolerance(ComputeDType dt) { return dt == ComputeDType::fp32 ? 1e-4 : dt == ComputeDType::fp16 ? 1e-2 : 3e-2; }
+const char* dtype_name(ComputeDType dt) { return dt == ComputeDType::fp32 ? "fp32" : dt == ComputeDType::fp16 ? "fp16" : "bf16"; }
+
+// A random checkpoint with GPT-2's head size (64) and vocabulary size, made on the fly.
+std::shared_ptr<const Weights> gpt2_like(const TempDir& dir) {
+  MakeModelSpec spec;
+  spec.cfg.n_layer = 2;
+  spec.cfg.n_head = 4;
+  spec.cfg.n_embd = 256;
+  spec.cfg.n_positions = 1100;
+  spec.cfg.vocab_size = 50257;
+  spec.init_std = 0.05f;
+  make_random_model(dir.path(), spec);
+  ModelConfig cfg = ModelConfig::load(dir / "config.json");
+  SafeTensors st(dir / "model.safetensors");
+  return std::make_shared<Weights>(Weights::load(st, cfg));
+}
+
+std::vector<int> random_ids(int n, int V, int seed) {
+  std::vector<int> ids(n);
+  for (int i = 0; i < n; ++i) ids[i] = int((uint64_t(i + 1) * 2654435761u + seed * 97u) % uint64_t(V));
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA logits equal the CPU backend's through the cache in uneven chunks", "[cuda][backend]") {
+  for (const char* name : kFixtureNames) {
+    Fixture f = load_fixture(name);
+    for (ComputeDType dt : {ComputeDType::fp32, ComputeDType::fp16, ComputeDType::bf16}) {
+      auto gpu = make_cuda_backend(f.weights, dt);
+      CpuBackend cpu(f.weights, 2);
+      const int V = f.cfg.vocab_size, T = int(f.input_ids.size());
+      auto gcache = gpu->make_cache(1, f.cfg.n_positions);
+      auto ccache = cpu.make_cache(1, f.cfg.n_positions);
+      std::vector<float> g(V), c(V);
+      std::vector<int> cuts = {0, 3, 10};
+      for (int t = 11; t <= T; ++t) cuts.push_back(t);
+      for (size_t i = 1; i < cuts.size(); ++i) {
+        SeqInput s{0, std::vector<int>(f.input_ids.begin() + cuts[i - 1], f.input_ids.begin() + cuts[i]), cuts[i - 1]};
+        gpu->forward({s}, gcache.get(), g.data());
+        cpu.forward({s}, ccache.get(), c.data());
+        INFO(name << " " << dtype_name(dt) << " tokens " << cuts[i - 1] << ".." << cuts[i]);
+        REQUIRE(check_row(g.data(), c.data(), V, tolerance(dt)) == "");
+      }
+      // Without a cache: the whole sequence at once.
+      gpu->forward({SeqInput{0, f.input_ids, 0}}, nullptr, g.data());
+      INFO(name << " " << dtype_name(dt) << " no cache");
+      REQUIRE(check_row(g.data(), &f.logits[size_t(T - 1) * V], V, tolerance(dt)) == "");
+    }
+  }
+}
+
+TEST_CASE("CUDA at GPT-2's head size and vocabulary: long prefill, batch of uneven sequences", "[cuda][backend]") {
+  TempDir dir;
+  auto w = gpt2_like(dir);
+  const int V = w->cfg.vocab_size;
+  CpuBackend cpu(w, 2);
+  for (ComputeDType dt : {ComputeDType::fp32, ComputeDType::fp16}) {
+    auto gpu = make_cuda_backend(w, dt);
+    // Lengths 1, 31, 64, 1025: one sequence each, then all four together in one batch.
+    std::vector<SeqInput> batch;
+    const int lens[4] = {1, 31, 64, 1025};
+    for (int i = 0; i < 4; ++i) batch.push_back(SeqInput{i, random_ids(lens[i], V, i), 0});
+    std::vector<float> together(4 * size_t(V)), ref(V);
+    auto cache = gpu->make_cache(4, 1100);
+    gpu->forward(batch, cache.get(), together.data());
+    for (int i = 0; i < 4; ++i) {
+      cpu.forward({batch[i]}, nullptr, ref.data());
+      INFO(dtype_name(dt) << " sequence of " << lens[i] << " tokens in a batch");
+      REQUIRE(check_row(&together[size_t(i) * V], ref.data(), V, tolerance(dt)) == "");
+    }
+    // One decode step for all four, each at its own position, against the CPU's full recompute.
+    std::vector<SeqInput> step;
+    for (int i = 0; i < 4; ++i) step.push_back(SeqInput{i, {(i * 7919 + 13) % V}, lens[i]});
+    gpu->forward(step, cache.get(), together.data());
+    for (int i = 0; i < 4; ++i) {
+      SeqInput full = batch[i];
+      full.tokens.push_back(step[i].tokens[0]);
+      cpu.forward({full}, nullptr, ref.data());
+      INFO(dtype_name(dt) << " decode step after " << lens[i] << " tokens");
+      REQUIRE(check_row(&together[size_t(i) * V], ref.data(), V, tolerance(dt)) == "");
+    }
+  }
+}
+
+TEST_CASE("CUDA greedy tokens equal the CPU's in fp32, with the cache (graphs) and without", "[cuda][backend]") {
+  for (const char* name : kFixtureNames) {
+    Fixture f = load_fixture(name);
+    Tokenizer tok = tiny_tokenizer(f.cfg.vocab_size);
+    auto gpu = make_cuda_backend(f.weights, ComputeDType::fp32);
+    Generator g(*gpu, tok);
+    for (bool use_cache : {true, false}) {
+      GenOptions o;
+      o.max_new_tokens = int(f.greedy_new_tokens.size());
+      o.sampling.temperature = 0;
+      o.use_cache = use_cache;
+      o.ignore_eos = true;
+      INFO(name << (use_cache ? " with" : " without") << " the cache");
+      REQUIRE(g.generate(f.prompt_ids, o).tokens == f.greedy_new_tokens);
+    }
+  }
+}
+
+TEST_CASE("CUDA sampling with a seed gives the CPU's tokens on the same model (fp32)", "[cuda][backend]") {
+  Fixture f = load_fixture("tiny-f32");
+  Tokenizer tok = tiny_tokenizer(f.cfg.vocab_size);
+  auto gpu = make_cuda_backend(f.weights, ComputeDType::fp32);
+  CpuBackend cpu(f.weights, 2);
+  GenOptions o;
+  o.max_new_tokens = 20;
+  o.sampling = {0.8f, 40, 0.95f};
+  o.ignore_eos = true;
+  for (uint64_t seed : {1u, 2u, 3u}) {
+    o.seed = seed;
+    INFO("seed " << seed);
+    REQUIRE(Generator(*gpu, tok).generate(f.prompt_ids, o).tokens == Generator(cpu, tok).generate(f.prompt_ids, o).tokens);
+  }
+}
