@@ -70,8 +70,13 @@ class CudaKVCache : public KVCache {
   cuda::CacheLayer<T> layer(int l) {
     return {k_.get() + l * layer_elems_, v_.get() + l * layer_elems_, max_ctx()};
   }
+  // Unique per cache ever made: a graph captured for one cache must never replay on another, even
+  // one that reuses the same host address.
+  uint64_t id() const { return id_; }
 
  private:
+  static inline uint64_t next_id_ = 0;
+  uint64_t id_ = ++next_id_;
   size_t layer_elems_;
   cuda::DeviceBuffer<T> k_, v_;
 };
@@ -126,7 +131,8 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   const ModelConfig& config() const override { return host_->cfg; }
   std::unique_ptr<KVCache> make_cache(int slots, int max_ctx) override;
-  void reserve(int max_tokens) override { reserve_rows(max_tokens, max_tokens); }
+  // Rows for max_tokens; the batch dimension (logits [B, V]) grows with the first batch that needs it.
+  void reserve(int max_tokens) override { reserve_rows(max_tokens, 1); }
   void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override;
   void forward_sample(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
                       int* tokens_out) override;
@@ -158,8 +164,8 @@ class CudaBackend final : public Backend {
   cuda::DeviceBuffer<T> nocache_k_, nocache_v_;  // one layer's K, V when there is no cache
   int nocache_slots_ = 0;
   StepIO io_;
-  std::map<int, cudaGraphExec_t> graphs_;  // decode step per batch size, for graph_cache_
-  const KVCache* graph_cache_ = nullptr;
+  std::map<int, cudaGraphExec_t> graphs_;  // decode step per batch size, for the cache graph_cache_id_
+  uint64_t graph_cache_id_ = 0;
   bool use_graphs_ = true;
 };
 
@@ -388,10 +394,10 @@ void CudaBackend<T>::forward(const std::vector<SeqInput>& batch, KVCache* cache,
 
 template <typename T>
 void CudaBackend<T>::run_decode_graph(int B, CudaKVCache<T>* cache) {
-  if (graph_cache_ != cache) {  // graphs bake the cache's pointers
+  if (graph_cache_id_ != cache->id()) {  // graphs bake the cache's pointers
     for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
     graphs_.clear();
-    graph_cache_ = cache;
+    graph_cache_id_ = cache->id();
   }
   auto it = graphs_.find(B);
   if (it == graphs_.end()) {

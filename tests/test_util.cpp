@@ -75,7 +75,7 @@ std::string check_close(const float* got, const float* ref, size_t n, double ato
   for (size_t i = 0; i < n; ++i) {
     double err = std::fabs(double(got[i]) - double(ref[i]));
     double allowed = atol + rtol * std::fabs(double(ref[i]));
-    double excess = std::isfinite(err) ? err / allowed : INFINITY;
+    double excess = err == 0 ? 0 : std::isfinite(err) ? err / allowed : INFINITY;
     if (!(err <= allowed)) ++failures;
     if (!(excess <= worst_excess)) {
       worst_excess = excess;
