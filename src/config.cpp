@@ -2,6 +2,8 @@
 // product downstream (weights, KV cache) is positive and fits in 64 bits.
 #include "gen/config.h"
 
+#include "text_util.h"
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -29,43 +31,7 @@ constexpr uintmax_t kMaxConfigBytes = 16u << 20;
 // A GPT-2 config nests 3 deep; nlohmann allocates per level, so bound nesting before parsing.
 constexpr int kMaxJsonDepth = 32;
 
-bool json_depth_within(const std::string& s, int limit) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;  // skip the escaped character, which may be a quote
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
-}
-
-// Values from the file go into one-line error messages: escape control bytes, bound the length.
-std::string printable(const std::string& s, size_t max_len = 80) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < max_len; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f || c >= 0x80) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > max_len) out += "...";
-  return out;
-}
+std::string printable(const std::string& s, size_t max_len = 80) { return detail::printable(s, true, max_len); }
 
 std::string describe(const json& v) {
   if (v.is_number_float()) return "the non-integer " + v.dump();
@@ -194,7 +160,7 @@ int64_t ModelConfig::n_params() const {
 }
 
 ModelConfig ModelConfig::parse(const std::string& json_text, const std::string& where) {
-  if (!json_depth_within(json_text, kMaxJsonDepth)) throw InputError("config is nested too deeply", where);
+  if (!detail::json_depth_within(json_text.data(), json_text.size(), kMaxJsonDepth)) throw InputError("config is nested too deeply", where);
   json j;
   try {
     j = json::parse(json_text);

@@ -1,6 +1,8 @@
 // safetensors: header parsing (fuzz-safe), the read-only mapping, the writer and dtype conversions.
 #include "gen/safetensors.h"
 
+#include "text_util.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -30,43 +32,9 @@ constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;  // the limit Hugging
 // would cost far more memory than its bytes; reject deep nesting before building the DOM.
 constexpr int kMaxJsonDepth = 32;
 
-bool json_depth_within(const char* p, size_t n, int limit) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < n; ++i) {
-    const char c = p[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;  // skip the escaped character, which may be a quote
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return true;
-}
-
-// Text from the file goes into one-line error messages: escape control bytes (and, for text that
-// may not be UTF-8, bytes >= 0x80) and bound the length.
+using detail::json_depth_within;
 std::string printable(const std::string& s, bool escape_high, size_t max_len = 120) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < max_len; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f || (escape_high && c >= 0x80)) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > max_len) out += "...";
-  return out;
+  return detail::printable(s, escape_high, max_len);
 }
 
 std::string quoted(const std::string& s) { return "'" + printable(s, false) + "'"; }

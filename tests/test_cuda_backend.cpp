@@ -17,12 +17,6 @@ using namespace gen::test;
 
 namespace {
 
-std::string check_row(const float* got, const float* ref, int V, double rel) {
-  double scale = 0;
-  for (int i = 0; i < V; ++i) scale = std::max(scale, double(std::fabs(ref[i])));
-  return check_close(got, ref, V, rel * scale, rel);
-}
-
 double tolerance(ComputeDType dt) { return dt == ComputeDType::fp32 ? 1e-4 : dt == ComputeDType::fp16 ? 1e-2 : 3e-2; }
 const char* dtype_name(ComputeDType dt) { return dt == ComputeDType::fp32 ? "fp32" : dt == ComputeDType::fp16 ? "fp16" : "bf16"; }
 
@@ -66,12 +60,12 @@ TEST_CASE("CUDA logits equal the CPU backend's through the cache in uneven chunk
         gpu->forward({s}, gcache.get(), g.data());
         cpu.forward({s}, ccache.get(), c.data());
         INFO(name << " " << dtype_name(dt) << " tokens " << cuts[i - 1] << ".." << cuts[i]);
-        REQUIRE(check_row(g.data(), c.data(), V, tolerance(dt)) == "");
+        REQUIRE(check_logits_row(g.data(), c.data(), V, tolerance(dt)) == "");
       }
       // Without a cache: the whole sequence at once.
       gpu->forward({SeqInput{0, f.input_ids, 0}}, nullptr, g.data());
       INFO(name << " " << dtype_name(dt) << " no cache");
-      REQUIRE(check_row(g.data(), &f.logits[size_t(T - 1) * V], V, tolerance(dt)) == "");
+      REQUIRE(check_logits_row(g.data(), &f.logits[size_t(T - 1) * V], V, tolerance(dt)) == "");
     }
   }
 }
@@ -93,7 +87,7 @@ TEST_CASE("CUDA at GPT-2's head size and vocabulary: long prefill, batch of unev
     for (int i = 0; i < 4; ++i) {
       cpu.forward({batch[i]}, nullptr, ref.data());
       INFO(dtype_name(dt) << " sequence of " << lens[i] << " tokens in a batch");
-      REQUIRE(check_row(&together[size_t(i) * V], ref.data(), V, tolerance(dt)) == "");
+      REQUIRE(check_logits_row(&together[size_t(i) * V], ref.data(), V, tolerance(dt)) == "");
     }
     // One decode step for all four, each at its own position, against the CPU's full recompute.
     std::vector<SeqInput> step;
@@ -104,7 +98,7 @@ TEST_CASE("CUDA at GPT-2's head size and vocabulary: long prefill, batch of unev
       full.tokens.push_back(step[i].tokens[0]);
       cpu.forward({full}, nullptr, ref.data());
       INFO(dtype_name(dt) << " decode step after " << lens[i] << " tokens");
-      REQUIRE(check_row(&together[size_t(i) * V], ref.data(), V, tolerance(dt)) == "");
+      REQUIRE(check_logits_row(&together[size_t(i) * V], ref.data(), V, tolerance(dt)) == "");
     }
   }
 }

@@ -14,13 +14,6 @@ using namespace gen::test;
 
 namespace {
 
-// "Relative error under 1e-4": each logit within 1e-4 of the row's largest magnitude, plus 1e-4 of itself.
-std::string check_row(const float* got, const float* ref, int V, double rel) {
-  double scale = 0;
-  for (int i = 0; i < V; ++i) scale = std::max(scale, double(std::fabs(ref[i])));
-  return check_close(got, ref, V, rel * scale, rel);
-}
-
 SeqInput seq(const std::vector<int>& ids, int begin, int end, int slot = 0) {
   return SeqInput{slot, std::vector<int>(ids.begin() + begin, ids.begin() + end), begin};
 }
@@ -36,7 +29,7 @@ TEST_CASE("CPU logits equal Hugging Face's at every position, without a cache", 
     for (int t = 1; t <= T; ++t) {
       be.forward({seq(f.input_ids, 0, t)}, nullptr, logits.data());
       INFO(name << " prefix of " << t << " tokens");
-      REQUIRE(check_row(logits.data(), &f.logits[size_t(t - 1) * V], V, 1e-4) == "");
+      REQUIRE(check_logits_row(logits.data(), &f.logits[size_t(t - 1) * V], V, 1e-4) == "");
     }
   }
 }
@@ -54,7 +47,7 @@ TEST_CASE("CPU logits equal Hugging Face's when decoding through the cache in un
     for (size_t i = 1; i < cuts.size(); ++i) {
       be.forward({seq(f.input_ids, cuts[i - 1], cuts[i])}, cache.get(), logits.data());
       INFO(name << " tokens " << cuts[i - 1] << ".." << cuts[i]);
-      REQUIRE(check_row(logits.data(), &f.logits[size_t(cuts[i] - 1) * V], V, 1e-4) == "");
+      REQUIRE(check_logits_row(logits.data(), &f.logits[size_t(cuts[i] - 1) * V], V, 1e-4) == "");
       REQUIRE(cache->length(0) == cuts[i]);
     }
   }
@@ -71,7 +64,7 @@ TEST_CASE("Decoding with the cache equals the full recompute to 1e-5", "[forward
     be.forward({seq(f.input_ids, t, t + 1)}, cache.get(), cached.data());
     be.forward({seq(f.input_ids, 0, t + 1)}, nullptr, full.data());
     INFO("position " << t);
-    REQUIRE(check_row(cached.data(), full.data(), V, 1e-5) == "");
+    REQUIRE(check_logits_row(cached.data(), full.data(), V, 1e-5) == "");
   }
 }
 
@@ -89,7 +82,7 @@ TEST_CASE("A batch of sequences of different lengths gives each the logits it ge
     for (int i = 0; i < 3; ++i) {
       be.forward({batch[i]}, nullptr, alone.data());
       INFO("sequence " << i << (use_cache ? " with" : " without") << " the cache");
-      REQUIRE(check_row(&together[size_t(i) * V], alone.data(), V, 1e-5) == "");
+      REQUIRE(check_logits_row(&together[size_t(i) * V], alone.data(), V, 1e-5) == "");
     }
     if (use_cache) {
       // Then one decode step for all three at once, each at its own position.
@@ -98,7 +91,7 @@ TEST_CASE("A batch of sequences of different lengths gives each the logits it ge
       const int ends[3] = {10, 2, 6};
       for (int i = 0; i < 3; ++i) {
         INFO("decode step of sequence " << i);
-        REQUIRE(check_row(&together[size_t(i) * V], &f.logits[size_t(ends[i] - 1) * V], V, 1e-4) == "");
+        REQUIRE(check_logits_row(&together[size_t(i) * V], &f.logits[size_t(ends[i] - 1) * V], V, 1e-4) == "");
       }
     }
   }

@@ -89,6 +89,12 @@ std::string check_close(const float* got, const float* ref, size_t n, double ato
   return ss.str();
 }
 
+std::string check_logits_row(const float* got, const float* ref, int V, double rel) {
+  double scale = 0;
+  for (int i = 0; i < V; ++i) scale = std::max(scale, double(std::fabs(ref[i])));
+  return check_close(got, ref, V, rel * scale, rel);
+}
+
 int run_command(const std::string& cmd, std::string* out, std::string* err) {
   TempDir tmp;
   std::string full = "(" + cmd + ") >" + tmp / "out" + " 2>" + tmp / "err";

@@ -30,6 +30,10 @@ class TempDir {
 // element (index, got, ref). Returns an empty string when all pass.
 std::string check_close(const float* got, const float* ref, size_t n, double atol, double rtol);
 
+// A logits row within `rel` of the row's largest magnitude, plus `rel` of each element itself: what
+// "relative error under rel" means for logits. Empty when it passes.
+std::string check_logits_row(const float* got, const float* ref, int V, double rel);
+
 // Runs a shell command, returns its exit status; stdout and stderr land in the given strings.
 int run_command(const std::string& cmd, std::string* out, std::string* err);
 

@@ -1,0 +1,16 @@
+// Helpers for parsers of untrusted files (config.json, safetensors headers).
+#pragma once
+#include <cstddef>
+#include <string>
+
+namespace gen::detail {
+
+// False when JSON text nests deeper than `limit`: a deep document costs far more memory as a DOM
+// than its bytes, so parsers check this before building one.
+bool json_depth_within(const char* p, size_t n, int limit);
+
+// Text from a file made fit for a one-line error message: control bytes escaped (and bytes >= 0x80
+// too when `escape_high`, for text that may not be UTF-8), at most max_len characters.
+std::string printable(const std::string& s, bool escape_high, size_t max_len);
+
+}  // namespace gen::detail
