@@ -69,6 +69,10 @@ GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& 
   if (opt.max_new_tokens > 0 && int(prompt.size()) >= max_ctx) res.finish_reason = "context";
   auto t_step = Clock::now();
   for (int step = 0; step < opt.max_new_tokens && int(seq.size()) < max_ctx; ++step) {
+    if (opt.stop && *opt.stop) {
+      res.finish_reason = "interrupted";
+      break;
+    }
     t_step = Clock::now();
     if (opt.use_cache) {
       batch[0].tokens.assign(step == 0 ? seq.begin() : seq.end() - 1, seq.end());

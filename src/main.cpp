@@ -1,5 +1,6 @@
 // gen: the command-line program. Library code throws; only this file prints errors and exits.
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <new>
@@ -10,6 +11,15 @@
 #include "gen/output.h"
 
 namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+// First Ctrl-C: finish the current step, keep what was generated, print the summary, exit 130.
+// A second one kills at once (the default action is back).
+void on_sigint(int) {
+  g_interrupted = 1;
+  std::signal(SIGINT, SIG_DFL);
+}
 
 int run(int argc, char** argv) {
   using Clock = std::chrono::steady_clock;
@@ -42,7 +52,10 @@ int run(int argc, char** argv) {
     std::cout << prompt << std::flush;
     stream = [](const std::string& s) { std::cout << s << std::flush; };
   }
+  opt.gen.stop = &g_interrupted;
+  std::signal(SIGINT, on_sigint);
   gen::GenResult res = generator.generate(ids, opt.gen, stream);
+  std::signal(SIGINT, SIG_DFL);
   res.timing.load_ms = load_ms;
   gen::RunInfo info{0, prompt, gen::device_name(device), opt.gen.use_cache, backend->memory_summary()};
   if (opt.json) {
@@ -51,7 +64,7 @@ int run(int argc, char** argv) {
     std::cout << "\n" << std::flush;
     std::cerr << gen::timing_summary(info, res);
   }
-  return 0;
+  return res.finish_reason == "interrupted" ? int(gen::ExitCode::interrupted) : 0;
 }
 
 }  // namespace

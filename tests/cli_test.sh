@@ -76,6 +76,39 @@ n=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['prompt_
 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['tokens']==[] and r['finish_reason']=='context', r" \
   "$tmp/out" && ok || bad "prompt filling the context"
 
+# ---- Ctrl-C: the first SIGINT ends the run after the current step, keeps what was generated, prints
+# the summary (or one whole JSON line) and exits 130. A model slow enough without the cache that the
+# signal surely lands mid-run.
+vocab=600
+[ "$real_tok" = 1 ] && vocab=50257
+tokflag=()
+[ "$real_tok" = 1 ] && tokflag=(--tokenizer "$tokdir")
+"$MAKE_MODEL" --out "$tmp/slow" --layers 4 --heads 4 --embd 256 --positions 1024 --vocab $vocab "${tokflag[@]}" || exit 1
+interrupt_run() {  # interrupt_run OUTFILE ERRFILE ARGS...: SIGINT once OUTFILE has grown past 40 bytes
+  local out=$1 err=$2
+  shift 2
+  "$GEN" --model "$tmp/slow" --prompt "Stop me" -n 1000 --ignore-eos --no-cache --temperature 0 "$@" >"$out" 2>"$err" &
+  local pid=$! i
+  for i in $(seq 1 600); do
+    [ "$(wc -c <"$out")" -gt 40 ] && break
+    [ "$#" -gt 0 ] && [ "$1" = --json ] && [ "$i" -gt 20 ] && break  # JSON prints at the end: wait 2 s
+    sleep 0.1
+  done
+  kill -INT "$pid"
+  wait "$pid"
+}
+interrupt_run "$tmp/int.out" "$tmp/int.err"; rc=$?
+[ $rc = 130 ] && head -c 7 "$tmp/int.out" | grep -q '^Stop me' && grep -q 'finish: interrupted' "$tmp/int.err" \
+  && grep -q 'decode' "$tmp/int.err" && ok || bad "SIGINT in streaming mode: rc=$rc $(cat "$tmp/int.err")"
+interrupt_run "$tmp/int.json" "$tmp/int.err" --json; rc=$?
+python3 -c "
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 1, lines
+r = json.loads(lines[0])
+assert r['finish_reason'] == 'interrupted' and 0 < len(r['tokens']) < 1000, r['finish_reason']
+" "$tmp/int.json" && [ $rc = 130 ] && ok || bad "SIGINT in JSON mode: rc=$rc $(head -c 300 "$tmp/int.json") $(cat "$tmp/int.err")"
+
 # ---- broken inputs -----------------------------------------------------------------------------
 P=(--prompt "Hello")
 expect_error 2 "model directory not found" -- --model "$tmp/nope" "${P[@]}"

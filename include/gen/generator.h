@@ -1,5 +1,6 @@
 // The Generator owns the loop: prefill, decode, stop conditions, timing, streaming. Backend-agnostic.
 #pragma once
+#include <csignal>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -18,6 +19,9 @@ struct GenOptions {
   bool use_cache = true;
   bool ignore_eos = false;
   int max_ctx = 0;  // 0: the model's n_positions
+  // Checked before each step: when it reads true the run ends with finish_reason "interrupted"
+  // (set from a SIGINT handler; what was generated is kept).
+  const volatile std::sig_atomic_t* stop = nullptr;
 };
 
 struct Timing {
@@ -36,7 +40,7 @@ struct GenResult {
   std::vector<int> prompt_tokens;
   std::vector<int> tokens;     // generated ids; a final EOS is included, as in Hugging Face's output
   std::string text;            // UTF-8 text of `tokens` without the final EOS
-  std::string finish_reason;   // "length", "eos" or "context"
+  std::string finish_reason;   // "length", "eos", "context" or "interrupted"
   Timing timing;
   size_t kv_bytes_allocated = 0;
   size_t kv_bytes_used = 0;
