@@ -14,7 +14,7 @@ namespace {
 
 template <typename T>
 void require_range(const char* flag, T value, T lo, T hi, const char* what) {
-  if (value < lo || value > hi) {
+  if (!(value >= lo && value <= hi)) {  // NaN fails too
     std::ostringstream ss;
     ss << flag << " " << value << " is out of range: " << what;
     throw InputError(ss.str(), flag);
@@ -27,8 +27,9 @@ void validate(const Options& o) {
   require_range("--temperature", g.sampling.temperature, 0.0f, 100.0f, "must be in [0, 100]");
   require_range("--top-k", g.sampling.top_k, 0, 1 << 24, "must be >= 0 (0 disables)");
   if (!(g.sampling.top_p > 0.0f && g.sampling.top_p <= 1.0f)) {
-    throw InputError("--top-p " + std::to_string(g.sampling.top_p) + " is out of range: must be in (0, 1]",
-                     "--top-p");
+    std::ostringstream ss;
+    ss << "--top-p " << g.sampling.top_p << " is out of range: must be in (0, 1]";
+    throw InputError(ss.str(), "--top-p");
   }
   require_range("--threads", o.threads, 0, 4096, "must be >= 0 (0: all cores)");
   require_range("--ctx", g.max_ctx, 0, 1 << 20, "must be >= 0 (0: the model's n_positions)");

@@ -143,6 +143,7 @@ expect_error 2 "--ctx 65 is outside 1..64" -- --model "$M" "${P[@]}" --ctx 65
 expect_error 2 "--top-p" -- --model "$M" "${P[@]}" --top-p 0
 expect_error 2 "--top-p" -- --model "$M" "${P[@]}" --top-p 1.5
 expect_error 2 "--temperature" -- --model "$M" "${P[@]}" --temperature -1
+expect_error 2 "--temperature nan is out of range" -- --model "$M" "${P[@]}" --temperature nan
 expect_error 2 "--max-new-tokens" -- --model "$M" "${P[@]}" -n -1
 expect_error 2 "--top-k" -- --model "$M" "${P[@]}" --top-k -3
 expect_error 2 "--threads" -- --model "$M" "${P[@]}" --threads -2
