@@ -219,4 +219,24 @@ ModelConfig ModelConfig::load(const std::string& path) {
   return parse(ss.str(), path);
 }
 
+ModelConfig ModelConfig::builtin(const std::string& name) {
+  struct Shape {
+    const char* name;
+    int n_layer, n_head, n_embd;
+  };
+  static const Shape shapes[] = {
+      {"gpt2", 12, 12, 768}, {"gpt2-medium", 24, 16, 1024}, {"gpt2-large", 36, 20, 1280}, {"gpt2-xl", 48, 25, 1600}};
+  for (const Shape& s : shapes) {
+    if (name != s.name) continue;
+    ModelConfig c;
+    c.n_layer = s.n_layer;
+    c.n_head = s.n_head;
+    c.n_embd = s.n_embd;
+    c.n_positions = 1024;
+    c.vocab_size = 50257;
+    return c;
+  }
+  throw InputError("unknown model name '" + printable(name) + "' (gpt2, gpt2-medium, gpt2-large, gpt2-xl)", "");
+}
+
 }  // namespace gen

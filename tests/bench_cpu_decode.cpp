@@ -40,12 +40,8 @@ double copy_bandwidth() {
 int main(int argc, char** argv) {
   std::string model_dir;
   gen::MakeModelSpec spec;
+  spec.cfg = gen::ModelConfig::builtin("gpt2");
   auto& c = spec.cfg;
-  c.n_layer = 12;
-  c.n_head = 12;
-  c.n_embd = 768;
-  c.n_positions = 1024;
-  c.vocab_size = 50257;
   int steps = 64, prompt = 16, threads = 0;
   CLI::App app{"bench_cpu_decode: CPU decode tokens/s against the memory bandwidth bound"};
   app.add_option("--model", model_dir, "checkpoint directory (default: a random one of the given shape)");

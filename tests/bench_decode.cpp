@@ -46,12 +46,8 @@ double copy_bandwidth() {
 int main(int argc, char** argv) {
   std::string model_dir, dtype = "fp16";
   gen::MakeModelSpec spec;
+  spec.cfg = gen::ModelConfig::builtin("gpt2");
   auto& c = spec.cfg;
-  c.n_layer = 12;
-  c.n_head = 12;
-  c.n_embd = 768;
-  c.n_positions = 1024;
-  c.vocab_size = 50257;
   int steps = 200;
   bool json = false;
   CLI::App app{"bench_decode: CUDA decode and prefill speed"};

@@ -504,3 +504,11 @@ TEST_CASE("match_gpt2_tensors rejects checkpoints that do not fit the config", "
   head.push_back({"lm_head.weight", DType::F32, s2, b2});
   REQUIRE_INPUT_ERROR(load_tiny(head), "tensor 'lm_head.weight' has shape [10, 8], expected [11, 8]");
 }
+
+TEST_CASE("built-in GPT-2 shapes have Hugging Face's parameter counts", "[loader]") {
+  CHECK(ModelConfig::builtin("gpt2").n_params() == 124439808);
+  CHECK(ModelConfig::builtin("gpt2-medium").n_params() == 354823168);
+  CHECK(ModelConfig::builtin("gpt2-large").n_params() == 774030080);
+  CHECK(ModelConfig::builtin("gpt2-xl").n_params() == 1557611200);
+  CHECK_THROWS_WITH(ModelConfig::builtin("gpt3"), Catch::Contains("unknown model name 'gpt3'"));
+}

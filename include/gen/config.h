@@ -24,6 +24,8 @@ struct ModelConfig {
   // n_embd not divisible by n_head, products that overflow), and unsupported activation functions.
   static ModelConfig parse(const std::string& json_text, const std::string& where);
   static ModelConfig load(const std::string& path);  // reads the file, then parse()
+  // The published shapes of gpt2, gpt2-medium, gpt2-large and gpt2-xl; throws InputError otherwise.
+  static ModelConfig builtin(const std::string& name);
 };
 
 }  // namespace gen
