@@ -10,6 +10,37 @@ size_t KVCache::bytes_used() const {
   return size_t(2) * n_layer_ * positions * n_embd_ * elem_;
 }
 
+void check_cache_shape(const ModelConfig& c, int slots, int max_ctx) {
+  if (slots <= 0 || max_ctx <= 0 || max_ctx > c.n_positions) {
+    throw InputError("cache of " + std::to_string(slots) + " slots x " + std::to_string(max_ctx) +
+                         " positions is invalid (context must be 1.." + std::to_string(c.n_positions) + ")",
+                     "");
+  }
+}
+
+void check_batch(const ModelConfig& c, const std::vector<SeqInput>& batch, const KVCache* cache) {
+  if (batch.empty()) throw Error("forward: empty batch");
+  for (const auto& s : batch) {
+    if (s.tokens.empty()) throw Error("forward: a sequence has no tokens");
+    for (int id : s.tokens) {
+      if (id < 0 || id >= c.vocab_size) {
+        throw InputError("token id " + std::to_string(id) + " out of range [0, " +
+                             std::to_string(c.vocab_size) + ")", "");
+      }
+    }
+    const int ctx = cache ? cache->max_ctx() : c.n_positions;
+    if (s.pos0 < 0 || s.pos0 + int(s.tokens.size()) > ctx) {
+      throw Error("forward: positions " + std::to_string(s.pos0) + ".." +
+                  std::to_string(s.pos0 + s.tokens.size()) + " exceed the context " + std::to_string(ctx));
+    }
+    if (!cache && s.pos0 != 0) throw Error("forward: without a cache a sequence starts at position 0");
+    if (cache && (s.slot < 0 || s.slot >= cache->slots() || s.pos0 > cache->length(s.slot))) {
+      throw Error("forward: slot " + std::to_string(s.slot) + " position " + std::to_string(s.pos0) +
+                  " does not follow the cached positions");
+    }
+  }
+}
+
 void Backend::forward_sample(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
                              int* tokens_out) {
   if (draws.size() != batch.size()) throw Error("forward_sample: one DrawParams per sequence is needed");

@@ -24,13 +24,8 @@ CpuBackend::CpuBackend(std::shared_ptr<const Weights> weights, int threads)
 }
 
 std::unique_ptr<KVCache> CpuBackend::make_cache(int slots, int max_ctx) {
-  const auto& c = w_->cfg;
-  if (slots <= 0 || max_ctx <= 0 || max_ctx > c.n_positions) {
-    throw InputError("cache of " + std::to_string(slots) + " slots x " + std::to_string(max_ctx) +
-                         " positions is invalid (context must be 1.." + std::to_string(c.n_positions) + ")",
-                     "");
-  }
-  return std::make_unique<CpuKVCache>(c, slots, max_ctx);
+  check_cache_shape(w_->cfg, slots, max_ctx);
+  return std::make_unique<CpuKVCache>(w_->cfg, slots, max_ctx);
 }
 
 void CpuBackend::reserve(int N) {
@@ -47,30 +42,6 @@ void CpuBackend::reserve(int N) {
   kv_k_.resize(N * C);
   kv_v_.resize(N * C);
   reserved_ = N;
-}
-
-void CpuBackend::check_batch(const std::vector<SeqInput>& batch, const KVCache* cache) const {
-  const auto& c = w_->cfg;
-  if (batch.empty()) throw Error("forward: empty batch");
-  for (const auto& s : batch) {
-    if (s.tokens.empty()) throw Error("forward: a sequence has no tokens");
-    for (int id : s.tokens) {
-      if (id < 0 || id >= c.vocab_size) {
-        throw InputError("token id " + std::to_string(id) + " out of range [0, " +
-                             std::to_string(c.vocab_size) + ")", "");
-      }
-    }
-    const int ctx = cache ? cache->max_ctx() : c.n_positions;
-    if (s.pos0 < 0 || s.pos0 + int(s.tokens.size()) > ctx) {
-      throw Error("forward: positions " + std::to_string(s.pos0) + ".." +
-                  std::to_string(s.pos0 + s.tokens.size()) + " exceed the context " + std::to_string(ctx));
-    }
-    if (!cache && s.pos0 != 0) throw Error("forward: without a cache a sequence starts at position 0");
-    if (cache && (s.slot < 0 || s.slot >= cache->slots() || s.pos0 > cache->length(s.slot))) {
-      throw Error("forward: slot " + std::to_string(s.slot) + " position " + std::to_string(s.pos0) +
-                  " does not follow the cached positions");
-    }
-  }
 }
 
 void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int N) {
@@ -100,7 +71,7 @@ void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVC
 }
 
 void CpuBackend::forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
-  check_batch(batch, cache);
+  check_batch(w_->cfg, batch, cache);
   auto* cpu_cache = dynamic_cast<CpuKVCache*>(cache);
   if (cache && !cpu_cache) throw Error("forward: the cache does not belong to the CPU backend");
   const auto& c = w_->cfg;

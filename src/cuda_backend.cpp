@@ -217,11 +217,7 @@ void CudaBackend<T>::upload_weights() {
 
 template <typename T>
 std::unique_ptr<KVCache> CudaBackend<T>::make_cache(int slots, int max_ctx) {
-  if (slots <= 0 || max_ctx <= 0 || max_ctx > cfg_.n_positions) {
-    throw InputError("cache of " + std::to_string(slots) + " slots x " + std::to_string(max_ctx) +
-                         " positions is invalid (context must be 1.." + std::to_string(cfg_.n_positions) + ")",
-                     "");
-  }
+  check_cache_shape(cfg_, slots, max_ctx);
   return std::make_unique<CudaKVCache<T>>(cfg_, slots, max_ctx);
 }
 
@@ -251,8 +247,8 @@ void CudaBackend<T>::reserve_rows(int N, int B) {
 
 template <typename T>
 int CudaBackend<T>::fill_inputs(const std::vector<SeqInput>& batch, const KVCache* cache) {
+  check_batch(cfg_, batch, cache);
   const int B = int(batch.size());
-  if (B == 0) throw Error("forward: empty batch");
   int N = 0;
   for (const auto& s : batch) N += int(s.tokens.size());
   reserve_rows(N, B);
@@ -260,24 +256,8 @@ int CudaBackend<T>::fill_inputs(const std::vector<SeqInput>& batch, const KVCach
   int r = 0;
   for (int i = 0; i < B; ++i) {
     const SeqInput& s = batch[i];
-    const int ctx = cache ? cache->max_ctx() : cfg_.n_positions;
-    if (s.tokens.empty()) throw Error("forward: a sequence has no tokens");
-    if (s.pos0 < 0 || s.pos0 + int(s.tokens.size()) > ctx) {
-      throw Error("forward: positions " + std::to_string(s.pos0) + ".." + std::to_string(s.pos0 + s.tokens.size()) +
-                  " exceed the context " + std::to_string(ctx));
-    }
-    if (!cache && s.pos0 != 0) throw Error("forward: without a cache a sequence starts at position 0");
-    if (cache && (s.slot < 0 || s.slot >= cache->slots() || s.pos0 > cache->length(s.slot))) {
-      throw Error("forward: slot " + std::to_string(s.slot) + " position " + std::to_string(s.pos0) +
-                  " does not follow the cached positions");
-    }
     for (size_t t = 0; t < s.tokens.size(); ++t, ++r) {
-      const int id = s.tokens[t];
-      if (id < 0 || id >= cfg_.vocab_size) {
-        throw InputError("token id " + std::to_string(id) + " out of range [0, " + std::to_string(cfg_.vocab_size) + ")",
-                         "");
-      }
-      h[io_.tokens_at() + r] = id;
+      h[io_.tokens_at() + r] = s.tokens[t];
       h[io_.positions_at() + r] = s.pos0 + int(t);
       // Without a cache, sequence i uses slot i of a one-layer scratch cache.
       h[io_.slot_at() + r] = cache ? s.slot : i;

@@ -51,6 +51,11 @@ struct DrawParams {
   int step = 0;  // index of the token being drawn within its sequence
 };
 
+// Checks every backend makes before it computes: a cache of 1..n_positions positions, and a batch
+// whose ids, positions and slots are valid (and follow the cache). Throw Error / InputError.
+void check_cache_shape(const ModelConfig& cfg, int slots, int max_ctx);
+void check_batch(const ModelConfig& cfg, const std::vector<SeqInput>& batch, const KVCache* cache);
+
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -34,7 +34,6 @@ class CpuBackend : public Backend {
   void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override;
 
  private:
-  void check_batch(const std::vector<SeqInput>& batch, const KVCache* cache) const;
   void layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int N);
 
   std::shared_ptr<const Weights> w_;
