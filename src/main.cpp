@@ -5,6 +5,7 @@
 #include <iostream>
 #include <new>
 
+#include "gen/commands.h"
 #include "gen/error.h"
 #include "gen/model.h"
 #include "gen/options.h"
@@ -12,17 +13,14 @@
 
 namespace {
 
-volatile std::sig_atomic_t g_interrupted = 0;
-
-// First Ctrl-C: finish the current step, keep what was generated, print the summary, exit 130.
-// A second one kills at once (the default action is back).
-void on_sigint(int) {
-  g_interrupted = 1;
-  std::signal(SIGINT, SIG_DFL);
-}
-
 int run(int argc, char** argv) {
   using Clock = std::chrono::steady_clock;
+  if (argc > 1) {
+    const std::string cmd = argv[1];
+    if (cmd == "perplexity") return gen::run_perplexity(argc - 1, argv + 1);
+    if (cmd == "info") return gen::run_info(argc - 1, argv + 1);
+    if (cmd == "chat") return gen::run_chat(argc - 1, argv + 1);
+  }
   gen::Options opt = gen::parse_options(argc, argv);
   if (opt.help) {
     std::cout << opt.help_text;
@@ -52,10 +50,10 @@ int run(int argc, char** argv) {
     std::cout << prompt << std::flush;
     stream = [](const std::string& s) { std::cout << s << std::flush; };
   }
-  opt.gen.stop = &g_interrupted;
-  std::signal(SIGINT, on_sigint);
+  opt.gen.stop = &gen::g_interrupted;
+  gen::install_sigint();
   gen::GenResult res = generator.generate(ids, opt.gen, stream);
-  std::signal(SIGINT, SIG_DFL);
+  gen::restore_sigint();
   res.timing.load_ms = load_ms;
   gen::RunInfo info{0, prompt, gen::device_name(device), opt.gen.use_cache, backend->memory_summary()};
   if (opt.json) {
