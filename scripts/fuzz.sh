@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-fuzz}
 seconds=${FUZZ_SECONDS:-30}
 jobs=${FUZZ_JOBS:-2}
-targets=${FUZZ_TARGETS:-"safetensors config tokenizer"}
+targets=${FUZZ_TARGETS:-"safetensors config tokenizer prompts"}
 
 die() { echo "fuzz: $*" >&2; echo "fuzz: 0 passed, $(wc -w <<<"$targets") failed"; exit 1; }
 
@@ -56,6 +56,7 @@ for t in $targets; do
     safetensors) max_len=4096 ;;
     config) max_len=4096 ;;
     tokenizer) max_len=2048 ;;
+    prompts) max_len=4096 ;;
     *) echo "fuzz: unknown target '$t'"; failed=$((failed + 1)); continue ;;
   esac
   bin=$build/fuzz_$t

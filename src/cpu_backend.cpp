@@ -7,6 +7,8 @@
 
 #include "gen/cpu_ops.h"
 #include "gen/error.h"
+#include "gen/model.h"
+#include "gen/output.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -23,14 +25,34 @@ CpuBackend::CpuBackend(std::shared_ptr<const Weights> weights, int threads)
   openblas_set_num_threads(threads_);
 }
 
+namespace {
+// Refuses, before allocating, what would not fit in the memory the system has available (a failed
+// allocation later, or the OOM killer, gives the user far less to go on).
+void check_host_fits(double bytes, const std::string& what, const char* flags) {
+  const size_t avail = host_memory_available();  // 0: cannot tell
+  if (avail > 0 && bytes > double(avail)) {
+    throw InputError(what + " needs " + human_bytes(bytes) + ", more than the " + human_bytes(double(avail)) +
+                         " of memory available; lower " + flags,
+                     "MemAvailable");
+  }
+}
+}  // namespace
+
 std::unique_ptr<KVCache> CpuBackend::make_cache(int slots, int max_ctx) {
   check_cache_shape(w_->cfg, slots, max_ctx);
+  check_host_fits(double(KVCache::bytes_for(w_->cfg.n_layer, w_->cfg.n_embd, slots, max_ctx, sizeof(float))),
+                  "the KV cache for " + std::to_string(slots) + " sequences x " + std::to_string(max_ctx) +
+                      " positions",
+                  "--batch-size or --ctx");
   return std::make_unique<CpuKVCache>(w_->cfg, slots, max_ctx);
 }
 
 void CpuBackend::reserve(int N) {
   if (N <= reserved_) return;
   const size_t C = w_->cfg.n_embd;
+  // x, ln, qkv(3), att, mlp(4), tmp, last, kv_k, kv_v: 14 floats per token per channel
+  check_host_fits(14.0 * N * C * sizeof(float), "scratch for " + std::to_string(N) + " tokens per step",
+                  "--batch-size or --ctx (without the cache every step holds whole sequences)");
   x_.resize(N * C);
   ln_.resize(N * C);
   qkv_.resize(N * 3 * C);
@@ -71,6 +93,14 @@ void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVC
 }
 
 void CpuBackend::forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
+  run(batch, cache, logits_out, false);
+}
+
+void CpuBackend::forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
+  run(batch, cache, logits_out, true);
+}
+
+void CpuBackend::run(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) {
   check_batch(w_->cfg, batch, cache);
   auto* cpu_cache = dynamic_cast<CpuKVCache*>(cache);
   if (cache && !cpu_cache) throw Error("forward: the cache does not belong to the CPU backend");
@@ -89,13 +119,18 @@ void CpuBackend::forward(const std::vector<SeqInput>& batch, KVCache* cache, flo
                w_->wte, w_->wpe, C);
   }
   for (int l = 0; l < c.n_layer; ++l) layer_forward(l, batch, cpu_cache, N);
-  // Only the last position of each sequence reaches ln_f and the LM head.
-  for (int i = 0; i < B; ++i) {
-    const int last = row0_[i] + int(batch[i].tokens.size()) - 1;
-    cpu::layernorm(last_.data() + size_t(i) * C, x_.data() + size_t(last) * C, w_->lnf_w, w_->lnf_b, 1, C,
-                   c.layer_norm_epsilon);
+  if (all_rows) {  // every row through ln_f and the LM head: last_ holds N rows (reserve(N))
+    cpu::layernorm(last_.data(), x_.data(), w_->lnf_w, w_->lnf_b, N, C, c.layer_norm_epsilon);
+    cpu::matmul_transposed(logits_out, last_.data(), w_->wte, N, C, c.vocab_size);
+  } else {
+    // Only the last position of each sequence reaches ln_f and the LM head.
+    for (int i = 0; i < B; ++i) {
+      const int last = row0_[i] + int(batch[i].tokens.size()) - 1;
+      cpu::layernorm(last_.data() + size_t(i) * C, x_.data() + size_t(last) * C, w_->lnf_w, w_->lnf_b, 1, C,
+                     c.layer_norm_epsilon);
+    }
+    cpu::matmul_transposed(logits_out, last_.data(), w_->wte, B, C, c.vocab_size);
   }
-  cpu::matmul_transposed(logits_out, last_.data(), w_->wte, B, C, c.vocab_size);
   if (cpu_cache) {
     for (const auto& s : batch) cpu_cache->set_length(s.slot, s.pos0 + int(s.tokens.size()));
   }

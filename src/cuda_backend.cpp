@@ -133,7 +133,12 @@ class CudaBackend final : public Backend {
   std::unique_ptr<KVCache> make_cache(int slots, int max_ctx) override;
   // Rows for max_tokens; the batch dimension (logits [B, V]) grows with the first batch that needs it.
   void reserve(int max_tokens) override { reserve_rows(max_tokens, 1); }
-  void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override;
+  void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override {
+    run(batch, cache, logits_out, false);
+  }
+  void forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override {
+    run(batch, cache, logits_out, true);
+  }
   void forward_sample(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
                       int* tokens_out) override;
   std::string memory_summary() const override;
@@ -143,7 +148,11 @@ class CudaBackend final : public Backend {
   void reserve_rows(int N, int B);
   int fill_inputs(const std::vector<SeqInput>& batch, const KVCache* cache);  // returns N
   void enqueue_inputs(int N, int B, bool with_params);
-  void enqueue_model(int N, int B, CudaKVCache<T>* cache);
+  // all_logits == nullptr: the last row of each sequence -> logits_ [B, V]; else every row ->
+  // all_logits [N, V].
+  void enqueue_model(int N, int B, CudaKVCache<T>* cache, float* all_logits = nullptr);
+  void lm_head(const T* X, float* logits, int rows);
+  void run(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows);
   void enqueue_sample(int B);
   void gemm(const T* X, const T* W, T* Y, int M, int K, int N);
   cuda::CacheLayer<T> nocache_layer(int B);
@@ -161,6 +170,9 @@ class CudaBackend final : public Backend {
   int n_cap_ = 0, b_cap_ = 0;
   cuda::DeviceBuffer<T> x_, h_, qkv_, att_, tmp_, f_, last_, lastn_;
   cuda::DeviceBuffer<float> logits_, attn_ws_;
+  // forward_all's [N, V] logits, grown on demand; apart from logits_ so that the decode graphs, which
+  // bake logits_, stay valid.
+  cuda::DeviceBuffer<float> logits_all_;
   cuda::DeviceBuffer<T> nocache_k_, nocache_v_;  // one layer's K, V when there is no cache
   int nocache_slots_ = 0;
   StepIO io_;
@@ -301,8 +313,8 @@ cuda::CacheLayer<T> CudaBackend<T>::nocache_layer(int B) {
 }
 
 template <typename T>
-void CudaBackend<T>::enqueue_model(int N, int B, CudaKVCache<T>* cache) {
-  const int C = cfg_.n_embd, H = cfg_.n_head, D = cfg_.head_dim(), V = cfg_.vocab_size;
+void CudaBackend<T>::enqueue_model(int N, int B, CudaKVCache<T>* cache, float* all_logits) {
+  const int C = cfg_.n_embd, H = cfg_.n_head, D = cfg_.head_dim();
   const float eps = cfg_.layer_norm_epsilon;
   const int* ints = io_.ints.get();
   const int *tokens = ints + io_.tokens_at(), *positions = ints + io_.positions_at();
@@ -334,13 +346,24 @@ void CudaBackend<T>::enqueue_model(int N, int B, CudaKVCache<T>* cache) {
       cuda::add_bias_residual<T>(x_.get(), tmp_.get(), L.fcproj_b, N, C, stream_);
     }
   }
-  // Only each sequence's last row reaches ln_f and the LM head (fp32 logits, fp32 accumulation).
+  if (all_logits) {  // forward_all: every row through ln_f (into h_, N rows) and the LM head
+    cuda::add_layernorm<T>(x_.get(), nullptr, nullptr, h_.get(), lnf_w_, lnf_b_, N, C, eps, stream_);
+    lm_head(h_.get(), all_logits, N);
+    return;
+  }
+  // Only each sequence's last row reaches ln_f and the LM head.
   cuda::gather_rows<T>(last_.get(), x_.get(), last_rows, B, C, stream_);
   cuda::add_layernorm<T>(last_.get(), nullptr, nullptr, lastn_.get(), lnf_w_, lnf_b_, B, C, eps, stream_);
+  lm_head(lastn_.get(), logits_.get(), B);
+}
+
+template <typename T>
+void CudaBackend<T>::lm_head(const T* X, float* logits, int rows) {
+  // logits [rows, V] = X [rows, C] wte^T, fp32 output and accumulation (tied to wte [V, C]).
+  const int C = cfg_.n_embd, V = cfg_.vocab_size;
   const float alpha = 1.0f, beta = 0.0f;
-  CUBLAS_CHECK(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, V, B, C, &alpha, wte_, cuda_type<T>(), C, lastn_.get(),
-                            cuda_type<T>(), C, &beta, logits_.get(), CUDA_R_32F, V, CUBLAS_COMPUTE_32F,
-                            CUBLAS_GEMM_DEFAULT));
+  CUBLAS_CHECK(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, V, rows, C, &alpha, wte_, cuda_type<T>(), C, X,
+                            cuda_type<T>(), C, &beta, logits, CUDA_R_32F, V, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 template <typename T>
@@ -358,14 +381,20 @@ CudaKVCache<T>* cuda_cache(KVCache* cache) {
 }
 
 template <typename T>
-void CudaBackend<T>::forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
+void CudaBackend<T>::run(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) {
   CudaKVCache<T>* c = cuda_cache<T>(cache);
   const int B = int(batch.size());
   const int N = fill_inputs(batch, cache);
+  const size_t n_logits = size_t(all_rows ? N : B) * cfg_.vocab_size;
+  if (all_rows && logits_all_.size() < n_logits) {
+    logits_all_ = cuda::DeviceBuffer<float>();  // free the old one first
+    ensure_fits(n_logits * sizeof(float), "the logits of " + std::to_string(N) + " positions");
+    logits_all_ = cuda::DeviceBuffer<float>(n_logits);
+  }
+  float* logits = all_rows ? logits_all_.get() : logits_.get();
   enqueue_inputs(N, B, false);
-  enqueue_model(N, B, c);
-  CUDA_CHECK(cudaMemcpyAsync(logits_out, logits_.get(), size_t(B) * cfg_.vocab_size * sizeof(float),
-                             cudaMemcpyDeviceToHost, stream_));
+  enqueue_model(N, B, c, all_rows ? logits : nullptr);
+  CUDA_CHECK(cudaMemcpyAsync(logits_out, logits, n_logits * sizeof(float), cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   if (c) {
     for (const auto& s : batch) c->set_length(s.slot, s.pos0 + int(s.tokens.size()));
@@ -432,7 +461,8 @@ template <typename T>
 std::string CudaBackend<T>::memory_summary() const {
   size_t free = 0, total = 0;
   CUDA_CHECK(cudaMemGetInfo(&free, &total));
-  size_t act = logits_.bytes() + attn_ws_.bytes() + nocache_k_.bytes() + nocache_v_.bytes() + blas_ws_.bytes();
+  size_t act = logits_.bytes() + logits_all_.bytes() + attn_ws_.bytes() + nocache_k_.bytes() + nocache_v_.bytes() +
+               blas_ws_.bytes();
   for (const auto* b : {&x_, &h_, &qkv_, &att_, &tmp_, &f_, &last_, &lastn_}) act += b->bytes();
   return "GPU memory: weights " + human_bytes(double(weights_.bytes())) + ", activations " + human_bytes(double(act)) +
          "; device " + human_bytes(double(total - free)) + " used of " + human_bytes(double(total));

@@ -1,3 +1,6 @@
+#include <cstdint>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "gen/cpu_backend.h"
@@ -41,6 +44,48 @@ bool cuda_available(std::string* why) {
   if (why) *why = "gen was built without CUDA (GEN_CUDA=OFF or no nvcc at build time)";
   return false;
 #endif
+}
+
+GpuMemory gpu_memory() {
+  GpuMemory m;
+  if (!cuda_available(&m.why)) return m;
+#ifdef GEN_WITH_CUDA
+  // cudaMemGetInfo creates the context on device 0: the free figure is what gen itself would see.
+  cudaDeviceProp prop{};
+  cudaError_t err = cudaGetDeviceProperties(&prop, 0);
+  if (err == cudaSuccess) err = cudaMemGetInfo(&m.free_bytes, &m.total_bytes);
+  if (err != cudaSuccess) {
+    m.why = std::string("CUDA is unusable: ") + cudaGetErrorString(err);
+    m.free_bytes = m.total_bytes = 0;
+    return m;
+  }
+  m.usable = true;
+  m.name = prop.name;
+#endif
+  return m;
+}
+
+size_t parse_mem_available(const std::string& meminfo_text) {
+  std::istringstream in(meminfo_text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("MemAvailable:", 0) != 0) continue;
+    std::istringstream fields(line.substr(13));
+    unsigned long long kib = 0;
+    std::string unit;
+    // The kernel has always written kB here; any other unit means the format is not understood.
+    if (!(fields >> kib >> unit) || unit != "kB" || kib > SIZE_MAX / 1024) return 0;
+    return size_t(kib) * 1024;
+  }
+  return 0;
+}
+
+size_t host_memory_available() {
+  std::ifstream f("/proc/meminfo");
+  if (!f) return 0;
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return parse_mem_available(ss.str());
 }
 
 Device choose_device(const std::string& requested, std::string* note) {

@@ -1,5 +1,6 @@
 #include "gen/generator.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "gen/error.h"
@@ -10,6 +11,35 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// True when a stop string ends within the last `added` bytes of text (it was just completed).
+bool hits_stop(const std::string& text, size_t added, const std::vector<std::string>& stops) {
+  for (const auto& s : stops) {
+    if (s.empty() || text.size() < s.size()) continue;
+    const size_t from = text.size() >= added + s.size() - 1 ? text.size() - added - s.size() + 1 : 0;
+    if (text.find(s, from) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string too_long(size_t n, int max_ctx) {
+  return "prompt is " + std::to_string(n) + " tokens, longer than the context of " + std::to_string(max_ctx);
+}
+
+// Scratch tokens one forward call may need: with a cache, the worst step prefills the B longest
+// prompts at once; without one, every live sequence is recomputed whole, up to its final length.
+int max_step_tokens(const std::vector<Request>& reqs, int B, int max_ctx, bool use_cache) {
+  std::vector<int> n;
+  n.reserve(reqs.size());
+  for (const auto& r : reqs) {
+    const long full = long(r.prompt.size()) + std::max(r.opt.max_new_tokens, 0);
+    n.push_back(int(use_cache ? long(r.prompt.size()) : std::min<long>(full, max_ctx)));
+  }
+  std::partial_sort(n.begin(), n.begin() + std::min<size_t>(B, n.size()), n.end(), std::greater<int>());
+  long sum = 0;
+  for (size_t i = 0; i < n.size() && i < size_t(B); ++i) sum += n[i];
+  return int(std::max(1L, sum));
 }
 }  // namespace
 
@@ -27,84 +57,194 @@ std::vector<int> Generator::encode_prompt(const std::string& text, int max_ctx) 
     if (tok_.eos_id() < 0) throw InputError("empty prompt, and the vocabulary has no <|endoftext|> to start from", "prompt");
     ids.push_back(tok_.eos_id());
   }
-  if (int(ids.size()) > max_ctx) {
-    throw InputError("prompt is " + std::to_string(ids.size()) + " tokens, longer than the context of " +
-                         std::to_string(max_ctx),
-                     "prompt");
-  }
+  if (int(ids.size()) > max_ctx) throw InputError(too_long(ids.size(), max_ctx), "prompt");
   return ids;
 }
 
-GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& opt, const TextCallback& on_text) {
+// One sequence in the batch: its tokens so far, how many of them the cache holds, and its result.
+struct Generator::Live {
+  const Request* req = nullptr;
+  int slot = 0;
+  std::vector<int> seq;  // prompt + generated
+  int computed = 0;      // leading positions of seq whose K and V are in the cache
+  bool done = false;
+  Utf8Stream stream;
+  GenResult res;
+};
+
+GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& opt, const TextCallback& on_text,
+                              Session* session, const std::function<void(const StepInfo&)>& on_step) {
+  std::vector<Request> one(1);
+  one[0].prompt = prompt;
+  one[0].opt = opt;
+  GenResult out;
+  RunCallbacks cb;
+  if (on_text) cb.on_text = [&](int, const std::string& s) { on_text(s); };
+  cb.on_done = [&](int, GenResult&& r) { out = std::move(r); };
+  cb.on_step = on_step;
+  loop(one, opt, 1, cb, opt.use_cache ? session : nullptr);
+  if (out.finish_reason.empty()) {  // stopped before the prompt was admitted
+    out.prompt_tokens = prompt;
+    out.finish_reason = "interrupted";
+  }
+  return out;
+}
+
+int Generator::run(const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size,
+                   const RunCallbacks& cb) {
+  return loop(requests, run_opt, batch_size, cb, nullptr);
+}
+
+int Generator::loop(const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size,
+                    const RunCallbacks& cb, Session* session) {
   const auto t_start = Clock::now();
   const ModelConfig& cfg = backend_.config();
-  const int max_ctx = effective_context(cfg, opt.max_ctx);
-  if (prompt.empty()) throw Error("generate: empty prompt");
-  if (int(prompt.size()) > max_ctx) {
-    throw InputError("prompt is " + std::to_string(prompt.size()) + " tokens, longer than the context of " +
-                         std::to_string(max_ctx),
-                     "prompt");
+  const int max_ctx = effective_context(cfg, run_opt.max_ctx);
+  if (batch_size < 1) throw InputError("--batch-size " + std::to_string(batch_size) + " must be >= 1", "--batch-size");
+  for (const auto& r : requests) {
+    if (r.prompt.empty()) throw Error("generate: empty prompt");
+    if (int(r.prompt.size()) > max_ctx) throw InputError(too_long(r.prompt.size(), max_ctx), "prompt");
   }
-  GenResult res;
-  res.prompt_tokens = prompt;
-  const int eos = opt.ignore_eos ? -1 : cfg.eos_token_id;
+  const int B = std::max(1, std::min<int>(batch_size, int(requests.size())));
   // Everything the loop touches is allocated here, before the first token.
-  std::unique_ptr<KVCache> cache = opt.use_cache ? backend_.make_cache(1, max_ctx) : nullptr;
-  backend_.reserve(opt.use_cache ? int(prompt.size()) : max_ctx);
-  std::vector<int> seq = prompt;  // the no-cache path feeds the whole sequence each step
-  seq.reserve(max_ctx);
-  res.tokens.reserve(opt.max_new_tokens > 0 ? size_t(opt.max_new_tokens) : 0);
-  std::vector<SeqInput> batch(1);
-  batch[0].tokens.reserve(max_ctx);
-  std::vector<DrawParams> draws = {DrawParams{opt.sampling, opt.seed, 0}};
-  int next = 0;
-  Utf8Stream stream;
-  auto emit = [&](const std::string& s) {
-    if (s.empty()) return;
-    res.text += s;
-    if (on_text) on_text(s);
+  std::unique_ptr<KVCache> own_cache;
+  KVCache* cache = nullptr;
+  if (session) {
+    if (!session->cache || session->cache->max_ctx() != max_ctx) {
+      session->cache = backend_.make_cache(1, max_ctx);
+      session->tokens.clear();
+    }
+    cache = session->cache.get();
+  } else if (run_opt.use_cache) {
+    own_cache = backend_.make_cache(B, max_ctx);
+    cache = own_cache.get();
+  }
+  const size_t kv_elem =
+      cache ? cache->bytes() / KVCache::bytes_for(cfg.n_layer, cfg.n_embd, cache->slots(), cache->max_ctx(), 1) : 0;
+  backend_.reserve(max_step_tokens(requests, B, max_ctx, cache != nullptr));
+  std::vector<int> free_slots;
+  for (int s = B - 1; s >= 0; --s) free_slots.push_back(s);
+  std::vector<Live> live;
+  live.reserve(B);
+  std::vector<SeqInput> batch;
+  std::vector<DrawParams> draws;
+  std::vector<int> next(B);
+  size_t waiting = 0;  // requests[waiting..] have not started
+  int step = 0;
+
+  auto finish = [&](Live& L, const char* reason) {
+    L.res.finish_reason = reason;
+    const std::string tail = L.stream.flush();
+    if (!tail.empty()) {
+      L.res.text += tail;
+      if (cb.on_text) cb.on_text(L.req->index, tail);
+    }
+    if (cache) {
+      L.res.kv_bytes_allocated = cache->bytes();
+      L.res.kv_bytes_used = KVCache::bytes_for(cfg.n_layer, cfg.n_embd, 1, L.computed, kv_elem);
+    }
+    L.res.timing.total_ms = ms_since(t_start);
+    if (session) session->tokens.assign(L.seq.begin(), L.seq.begin() + L.computed);
+    L.done = true;
+    if (cb.on_done) cb.on_done(L.req->index, std::move(L.res));
   };
 
-  res.finish_reason = "length";
-  if (opt.max_new_tokens > 0 && int(prompt.size()) >= max_ctx) res.finish_reason = "context";
-  auto t_step = Clock::now();
-  for (int step = 0; step < opt.max_new_tokens && int(seq.size()) < max_ctx; ++step) {
-    if (opt.stop && *opt.stop) {
-      res.finish_reason = "interrupted";
+  for (;;) {
+    if (run_opt.stop && *run_opt.stop) {
+      for (auto& L : live) finish(L, "interrupted");
       break;
     }
-    t_step = Clock::now();
-    if (opt.use_cache) {
-      batch[0].tokens.assign(step == 0 ? seq.begin() : seq.end() - 1, seq.end());
-      batch[0].pos0 = int(seq.size() - batch[0].tokens.size());
-    } else {
-      batch[0].tokens.assign(seq.begin(), seq.end());
-      batch[0].pos0 = 0;
+    // Admit waiting requests into free slots (continuous batching).
+    while (!free_slots.empty() && waiting < requests.size()) {
+      const Request& r = requests[waiting++];
+      live.emplace_back();
+      Live& L = live.back();
+      L.req = &r;
+      L.seq = r.prompt;
+      L.seq.reserve(max_ctx);
+      L.res.prompt_tokens = r.prompt;
+      L.res.tokens.reserve(std::max(0, std::min(r.opt.max_new_tokens, max_ctx)));
+      L.res.timing.queue_ms = ms_since(t_start);
+      if (r.opt.max_new_tokens <= 0 || int(r.prompt.size()) >= max_ctx) {
+        finish(L, r.opt.max_new_tokens > 0 ? "context" : "length");
+        live.pop_back();
+        continue;
+      }
+      L.slot = free_slots.back();
+      free_slots.pop_back();
+      if (session) {  // reuse the cached prefix, leaving at least one token to compute
+        const auto& have = session->tokens;
+        size_t n = 0;
+        while (n < have.size() && n + 1 < r.prompt.size() && have[n] == r.prompt[n]) ++n;
+        L.computed = int(n);
+        L.res.timing.cached_tokens = int(n);
+      }
+      if (cache) cache->set_length(L.slot, L.computed);
     }
-    draws[0].step = step;  // the draw of token `step` depends only on (seed, step, logits)
-    backend_.forward_sample(batch, cache.get(), draws, &next);
-    if (step == 0) res.timing.prefill_ms = ms_since(t_step);
-    res.tokens.push_back(next);
-    seq.push_back(next);
-    if (step == 0) {
-      res.timing.ttft_ms = ms_since(t_start);
-      res.timing.prefill_tokens = int(prompt.size());
-    } else {
-      res.timing.decode_ms += ms_since(t_step);
-      ++res.timing.decode_steps;
+    if (live.empty()) break;
+
+    const size_t n_live = live.size();
+    batch.resize(n_live);
+    draws.resize(n_live);
+    int new_tokens = 0;
+    for (size_t i = 0; i < n_live; ++i) {
+      const Live& L = live[i];
+      SeqInput& s = batch[i];
+      s.slot = L.slot;
+      const int from = cache ? L.computed : 0;
+      s.tokens.assign(L.seq.begin() + from, L.seq.end());
+      s.pos0 = from;
+      new_tokens += int(s.tokens.size());
+      // The draw of token k of a request depends only on (seed, k, logits): the same whatever the batch.
+      draws[i] = DrawParams{L.req->opt.sampling, L.req->opt.seed, int(L.res.tokens.size())};
     }
-    if (next == eos) {
-      res.finish_reason = "eos";
-      break;
+    const auto t_step = Clock::now();
+    backend_.forward_sample(batch, cache, draws, next.data());
+    const double ms = ms_since(t_step);
+
+    StepInfo info{step, int(n_live), 0, new_tokens, ms};
+    for (size_t i = 0; i < n_live; ++i) {
+      Live& L = live[i];
+      const Request& r = *L.req;
+      Timing& t = L.res.timing;
+      if (L.res.tokens.empty()) {
+        t.prefill_ms = ms;
+        t.ttft_ms = ms_since(t_start);
+        t.prefill_tokens = int(batch[i].tokens.size());
+      } else {
+        t.decode_ms += ms;
+        ++t.decode_steps;
+      }
+      L.computed = int(L.seq.size());
+      info.context = std::max(info.context, L.computed);
+      const int tok = next[i];
+      L.res.tokens.push_back(tok);
+      L.seq.push_back(tok);
+      if (tok == (r.opt.ignore_eos ? -1 : cfg.eos_token_id)) {
+        finish(L, "eos");
+        continue;
+      }
+      const std::string piece = L.stream.push(tok_.token_bytes(tok));
+      if (!piece.empty()) {
+        L.res.text += piece;
+        if (cb.on_text) cb.on_text(r.index, piece);
+      }
+      if (!piece.empty() && hits_stop(L.res.text, piece.size(), r.opt.stop_strings)) {
+        finish(L, "stop");
+      } else if (int(L.res.tokens.size()) >= r.opt.max_new_tokens) {
+        finish(L, "length");
+      } else if (int(L.seq.size()) >= max_ctx) {
+        finish(L, "context");
+      }
     }
-    emit(stream.push(tok_.token_bytes(next)));
-    if (int(seq.size()) >= max_ctx && step + 1 < opt.max_new_tokens) res.finish_reason = "context";
+    if (cb.on_step) cb.on_step(info);
+    ++step;
+    for (const Live& L : live) {
+      if (L.done) free_slots.push_back(L.slot);
+    }
+    live.erase(std::remove_if(live.begin(), live.end(), [](const Live& L) { return L.done; }), live.end());
   }
-  emit(stream.flush());
-  res.kv_bytes_allocated = cache ? cache->bytes() : 0;
-  res.kv_bytes_used = cache ? cache->bytes_used() : 0;
-  res.timing.total_ms = ms_since(t_start);
-  return res;
+  return step;
 }
 
 }  // namespace gen

@@ -1,20 +1,86 @@
-// gen: the command-line program. Library code throws; only this file prints errors and exits.
+// gen: the command-line program. Library code throws; only this file (and the subcommands) print
+// errors and exit.
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <new>
 
+#include "gen/batch.h"
 #include "gen/commands.h"
 #include "gen/error.h"
 #include "gen/model.h"
 #include "gen/options.h"
 #include "gen/output.h"
+#include "gen/report.h"
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+int exit_code(const gen::GenResult& r) {
+  return r.finish_reason == "interrupted" ? int(gen::ExitCode::interrupted) : 0;
+}
+
+// One prompt, text streamed to stdout (or one JSON line), the summary on stderr.
+int run_single(const gen::Options& opt, gen::Generator& generator, const std::vector<int>& ids,
+               const std::string& prompt, const gen::RunInfo& info, double load_ms, gen::TraceWriter* trace) {
+  gen::TextCallback stream;
+  if (!opt.json) {
+    std::cout << prompt << std::flush;
+    stream = [](const std::string& s) { std::cout << s << std::flush; };
+  }
+  const char* mode = opt.gen.use_cache ? "cache" : "no-cache";
+  std::function<void(const gen::StepInfo&)> on_step;
+  if (trace) on_step = [&](const gen::StepInfo& s) { trace->row(mode, s); };
+  gen::GenResult res = generator.generate(ids, opt.gen, stream, nullptr, on_step);
+  res.timing.load_ms = load_ms;
+  if (trace) trace->close();
+  if (opt.json) {
+    std::cout << gen::result_json(info, res) << "\n" << std::flush;
+  } else {
+    std::cout << "\n" << std::flush;
+    std::cerr << gen::timing_summary(info, res);
+  }
+  return exit_code(res);
+}
+
+// --compare: the same prompt with the cache, then without; one table (or one JSON object).
+int run_compare(const gen::Options& opt, gen::Generator& generator, const std::vector<int>& ids,
+                const std::string& prompt, const std::string& device, gen::TraceWriter* trace) {
+  gen::CompareRun runs[2];
+  for (int i = 0; i < 2; ++i) {
+    gen::GenOptions o = opt.gen;
+    o.use_cache = i == 0;
+    const char* mode = o.use_cache ? "cache" : "no-cache";
+    auto on_step = [&](const gen::StepInfo& s) {
+      runs[i].step_ms.push_back(s.ms);
+      if (trace) trace->row(mode, s);
+    };
+    gen::TextCallback stream;
+    if (!opt.json && i == 0) {
+      std::cout << prompt << std::flush;
+      stream = [](const std::string& s) { std::cout << s << std::flush; };
+    }
+    if (!opt.json) std::cerr << "[gen] --compare: running " << (o.use_cache ? "with" : "without") << " the KV cache\n";
+    runs[i].result = generator.generate(ids, o, stream, nullptr, on_step);
+    if (i == 0 && !opt.json) std::cout << "\n" << std::flush;
+    if (runs[i].result.finish_reason == "interrupted") return int(gen::ExitCode::interrupted);
+  }
+  if (trace) trace->close();
+  if (opt.json) {
+    std::cout << gen::compare_json(runs[0], runs[1], prompt, device) << "\n" << std::flush;
+  } else {
+    std::cout << "\n" << gen::compare_table(runs[0], runs[1], device) << std::flush;
+  }
+  return 0;
+}
+
 int run(int argc, char** argv) {
-  using Clock = std::chrono::steady_clock;
   if (argc > 1) {
     const std::string cmd = argv[1];
     if (cmd == "perplexity") return gen::run_perplexity(argc - 1, argv + 1);
@@ -35,34 +101,41 @@ int run(int argc, char** argv) {
   if (device == gen::Device::cpu && !opt.dtype.empty() && opt.dtype != "fp32") {  // before the slow load
     throw gen::InputError("--dtype " + opt.dtype + " is not supported on the CPU (it computes in fp32)", "--dtype");
   }
-  const std::string prompt = gen::read_prompt(opt);
+  // Every input that can be checked before the slow load is checked first.
+  std::vector<gen::PromptSpec> prompts;
+  std::string prompt;
+  if (opt.prompts_file) {
+    prompts = gen::read_prompts_file(*opt.prompts_file);
+  } else {
+    prompt = gen::read_prompt(opt);
+  }
+  std::unique_ptr<gen::BatchOutput> output;
+  if (!opt.output.empty()) output = std::make_unique<gen::BatchOutput>(opt.output, opt.resume, prompts);
+  std::unique_ptr<gen::TraceWriter> trace;
+  if (!opt.trace.empty()) trace = std::make_unique<gen::TraceWriter>(opt.trace);
+
   const auto t0 = Clock::now();
   gen::Model model = gen::load_model(gen::resolve_model_dir(opt.model));
   auto backend = gen::make_backend(device, model.weights, opt.threads, opt.dtype);
-  const double load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-
+  const double load_ms = ms_since(t0);
   gen::Generator generator(*backend, *model.tokenizer);
+  opt.gen.stop = &gen::g_interrupted;
+  if (opt.prompts_file) {
+    if (!note.empty()) std::cerr << note << "\n";
+    gen::BatchContext ctx{opt, generator, *model.tokenizer, *backend, gen::device_name(device), load_ms, trace.get()};
+    return gen::run_batch(ctx, prompts, output.get());
+  }
   const int ctx = gen::effective_context(model.cfg, opt.gen.max_ctx);
   const std::vector<int> ids = generator.encode_prompt(prompt, ctx);
   if (!note.empty()) std::cerr << note << "\n";  // after every input check: an error stays one line
-  gen::TextCallback stream;
-  if (!opt.json) {
-    std::cout << prompt << std::flush;
-    stream = [](const std::string& s) { std::cout << s << std::flush; };
-  }
-  opt.gen.stop = &gen::g_interrupted;
   gen::install_sigint();
-  gen::GenResult res = generator.generate(ids, opt.gen, stream);
+  const int rc = opt.compare ? run_compare(opt, generator, ids, prompt, gen::device_name(device), trace.get())
+                             : run_single(opt, generator, ids, prompt,
+                                          gen::RunInfo{0, prompt, gen::device_name(device), opt.gen.use_cache,
+                                                       backend->memory_summary()},
+                                          load_ms, trace.get());
   gen::restore_sigint();
-  res.timing.load_ms = load_ms;
-  gen::RunInfo info{0, prompt, gen::device_name(device), opt.gen.use_cache, backend->memory_summary()};
-  if (opt.json) {
-    std::cout << gen::result_json(info, res) << "\n" << std::flush;
-  } else {
-    std::cout << "\n" << std::flush;
-    std::cerr << gen::timing_summary(info, res);
-  }
-  return res.finish_reason == "interrupted" ? int(gen::ExitCode::interrupted) : 0;
+  return rc;
 }
 
 }  // namespace

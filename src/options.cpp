@@ -1,12 +1,11 @@
 #include "gen/options.h"
 
 #include <CLI/CLI.hpp>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <sstream>
 
 #include "gen/error.h"
+#include "text_util.h"
 
 namespace gen {
 
@@ -33,7 +32,18 @@ void validate(const Options& o) {
   }
   require_range("--threads", o.threads, 0, 4096, "must be >= 0 (0: all cores)");
   require_range("--ctx", g.max_ctx, 0, 1 << 20, "must be >= 0 (0: the model's n_positions)");
-  if (!o.prompt && !o.prompt_file) throw InputError("one of --prompt or --prompt-file is required", "usage");
+  require_range("--batch-size", o.batch_size, 1, 4096, "must be in 1..4096");
+  if (!o.prompt && !o.prompt_file && !o.prompts_file) {
+    throw InputError("one of --prompt, --prompt-file or --prompts-file is required", "usage");
+  }
+  if (o.resume && o.output.empty()) throw InputError("--resume needs --output FILE", "--resume");
+  if (!o.output.empty() && !o.prompts_file) throw InputError("--output goes with --prompts-file", "--output");
+  if (o.compare && o.prompts_file) throw InputError("--compare takes one prompt, not --prompts-file", "--compare");
+  if (!o.gen.stop_strings.empty()) {
+    for (const auto& s : o.gen.stop_strings) {
+      if (s.empty()) throw InputError("--stop needs a non-empty string", "--stop");
+    }
+  }
 }
 
 }  // namespace
@@ -46,7 +56,18 @@ Options parse_options(int argc, const char* const* argv) {
   app.add_option("--model", o.model, "model directory, or gpt2 | gpt2-medium | gpt2-large | gpt2-xl (models/NAME)");
   auto* p = app.add_option("--prompt", o.prompt, "prompt text");
   auto* pf = app.add_option("--prompt-file", o.prompt_file, "read the prompt from FILE ('-': stdin)");
+  auto* pm = app.add_option("--prompts-file", o.prompts_file,
+                            "many prompts: one per line, or .jsonl {\"prompt\": ...} objects");
   p->excludes(pf);
+  p->excludes(pm);
+  pf->excludes(pm);
+  app.add_option("--batch-size", o.batch_size, "prompts decoded together (continuous batching)");
+  app.add_option("--output", o.output, "append each finished prompt's JSON line to FILE");
+  app.add_flag("--resume", o.resume, "skip the prompts whose index is already in --output");
+  auto* cmp = app.add_flag("--compare", o.compare, "run with and without the KV cache and compare");
+  app.add_option("--trace", o.trace, "write one CSV row per step (mode,step,context,batch,step_ms)");
+  app.add_option("--stop", o.gen.stop_strings, "stop when the generated text contains STR (repeatable)")
+      ->allow_extra_args(false);
   app.add_option("-n,--max-new-tokens", o.gen.max_new_tokens, "tokens to generate");
   app.add_option("--temperature", o.gen.sampling.temperature, "0: greedy (argmax)");
   app.add_option("--top-k", o.gen.sampling.top_k, "keep the K most likely tokens (0: off)");
@@ -55,6 +76,8 @@ Options parse_options(int argc, const char* const* argv) {
   auto* uc = app.add_flag("--use-cache", o.gen.use_cache, "use the KV cache (default)");
   auto* nc = app.add_flag("!--no-cache", o.gen.use_cache, "recompute the whole sequence every step");
   uc->excludes(nc);
+  cmp->excludes(uc);  // --compare runs both modes itself
+  cmp->excludes(nc);
   app.add_flag("--ignore-eos", o.gen.ignore_eos, "do not stop at <|endoftext|>");
   app.add_option("--ctx", o.gen.max_ctx, "context length for the KV cache (0: n_positions)");
   app.add_option("--device", o.device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -88,9 +111,7 @@ std::string read_prompt(const Options& opt) {
   } else if (*opt.prompt_file == "-") {
     text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   } else {
-    std::ifstream f(*opt.prompt_file, std::ios::binary);
-    if (!f) throw InputError("cannot read prompt file", *opt.prompt_file);
-    text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    text = detail::read_user_file(*opt.prompt_file, "prompt file");
   }
   if (opt.prompt_file) {
     // Editors end files with a newline that is not part of the prompt (llama.cpp drops it too).

@@ -17,7 +17,7 @@ std::string human_bytes(double b) {
   return buf;
 }
 
-std::string result_json(const RunInfo& info, const GenResult& r) {
+nlohmann::json result_object(const RunInfo& info, const GenResult& r) {
   const Timing& t = r.timing;
   nlohmann::json j = {
       {"index", info.index},
@@ -34,9 +34,17 @@ std::string result_json(const RunInfo& info, const GenResult& r) {
         {"decode_ms", t.decode_ms},
         {"ttft_ms", t.ttft_ms},
         {"decode_tokens_per_s", t.decode_tokens_per_s()},
+        {"queue_ms", t.queue_ms},
         {"total_ms", t.total_ms}}},
       {"kv_cache_bytes", r.kv_bytes_allocated},
+      {"kv_cache_bytes_used", r.kv_bytes_used},
   };
+  return j;
+}
+
+std::string result_json(const RunInfo& info, const GenResult& r) { return json_line(result_object(info, r)); }
+
+std::string json_line(const nlohmann::json& j) {
   // Generated text may end inside a character only as U+FFFD, so the dump never meets bad UTF-8;
   // "replace" guards the prompt echo all the same.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

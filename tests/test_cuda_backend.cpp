@@ -10,6 +10,8 @@
 #include "gen/cuda_backend.h"
 #include "gen/generator.h"
 #include "gen/model_maker.h"
+#include "gen/perplexity.h"
+#include "perplexity_golden.h"
 #include "test_util.h"
 
 using namespace gen;
@@ -134,5 +136,111 @@ TEST_CASE("CUDA sampling with a seed gives the CPU's tokens on the same model (f
     o.seed = seed;
     INFO("seed " << seed);
     REQUIRE(Generator(*gpu, tok).generate(f.prompt_ids, o).tokens == Generator(cpu, tok).generate(f.prompt_ids, o).tokens);
+  }
+}
+
+TEST_CASE("CUDA forward_all and perplexity equal the CPU's; the decode graphs still work after",
+          "[cuda][backend][perplexity]") {
+  const PerplexityGolden golden = load_perplexity_golden();
+  for (const auto& [name, cases] : golden.models) {
+    Fixture f = load_fixture(name);
+    Tokenizer tok = tiny_tokenizer(f.cfg.vocab_size);
+    CpuBackend cpu(f.weights, 2);
+    const int V = f.cfg.vocab_size, T = int(f.input_ids.size());
+    // Two sequences in one call, without a cache: rows [9 + T, V] in batch order.
+    const std::vector<SeqInput> batch = {
+        SeqInput{0, std::vector<int>(f.input_ids.begin(), f.input_ids.begin() + 9), 0},
+        SeqInput{1, f.input_ids, 0}};
+    std::vector<float> ref(size_t(9 + T) * V), got(ref.size());
+    cpu.forward_all(batch, nullptr, ref.data());
+    for (ComputeDType dt : {ComputeDType::fp32, ComputeDType::fp16, ComputeDType::bf16}) {
+      auto gpu = make_cuda_backend(f.weights, dt);
+      std::fill(got.begin(), got.end(), std::nanf(""));  // poison: every element must be written
+      gpu->forward_all(batch, nullptr, got.data());
+      for (int r = 0; r < 9 + T; ++r) {
+        INFO(name << " " << dtype_name(dt) << " forward_all row " << r);
+        REQUIRE(check_logits_row(&got[size_t(r) * V], &ref[size_t(r) * V], V, tolerance(dt)) == "");
+      }
+      // Through the cache: a chunk at pos0 3 against Hugging Face's rows 3..9.
+      auto cache = gpu->make_cache(1, f.cfg.n_positions);
+      const auto ids0 = f.input_ids.begin();
+      gpu->forward_all({SeqInput{0, std::vector<int>(ids0, ids0 + 3), 0}}, cache.get(), got.data());
+      gpu->forward_all({SeqInput{0, std::vector<int>(ids0 + 3, ids0 + 10), 3}}, cache.get(), got.data());
+      for (int r = 0; r < 7; ++r) {
+        INFO(name << " " << dtype_name(dt) << " cached chunk row " << r);
+        REQUIRE(check_logits_row(&got[size_t(r) * V], &f.logits[size_t(3 + r) * V], V, tolerance(dt)) == "");
+      }
+      for (const PerplexityCase& c : cases) {
+        const std::vector<int> ids(golden.ids.begin(), golden.ids.begin() + c.n_tokens);
+        const PerplexityResult g = perplexity(*gpu, ids, c.context), h = perplexity(cpu, ids, c.context);
+        INFO(name << " " << dtype_name(dt) << " " << c.n_tokens << " tokens, context " << c.context
+                  << ": nll " << g.nll() << " cpu " << h.nll() << " hf " << c.nll);
+        REQUIRE((g.windows == c.windows && g.tokens_scored == c.tokens_scored));
+        REQUIRE(std::abs(g.nll() - h.nll()) <= tolerance(dt) * h.nll());
+        REQUIRE(std::abs(g.nll() - c.nll) <= tolerance(dt) * c.nll);
+      }
+      if (dt == ComputeDType::fp32) {  // forward_all's buffers leave the captured decode step intact
+        GenOptions o;
+        o.max_new_tokens = int(f.greedy_new_tokens.size());
+        o.sampling.temperature = 0;
+        o.ignore_eos = true;
+        INFO(name << " greedy through the cache after forward_all");
+        REQUIRE(Generator(*gpu, tok).generate(f.prompt_ids, o).tokens == f.greedy_new_tokens);
+        gpu->forward_all(batch, nullptr, got.data());
+        REQUIRE(Generator(*gpu, tok).generate(f.prompt_ids, o).tokens == f.greedy_new_tokens);
+      }
+    }
+  }
+}
+
+TEST_CASE("CUDA perplexity at GPT-2's vocabulary over 1024-token windows equals the CPU's",
+          "[cuda][backend][perplexity]") {
+  TempDir dir;
+  auto w = gpt2_like(dir);
+  CpuBackend cpu(w, 0);
+  // 1024 + 1024 + 52 tokens: 206 MB of logits per full window, one window per call.
+  const std::vector<int> ids = random_ids(2100, w->cfg.vocab_size, 5);
+  const PerplexityResult h = perplexity(cpu, ids, 1024);
+  REQUIRE((h.windows == 3 && h.tokens_scored == 2097));
+  for (ComputeDType dt : {ComputeDType::fp32, ComputeDType::fp16}) {
+    auto gpu = make_cuda_backend(w, dt);
+    const PerplexityResult g = perplexity(*gpu, ids, 1024);
+    INFO(dtype_name(dt) << ": nll " << g.nll() << " cpu " << h.nll());
+    REQUIRE(g.tokens_scored == h.tokens_scored);
+    REQUIRE(std::abs(g.nll() - h.nll()) <= tolerance(dt) * h.nll());
+  }
+}
+
+TEST_CASE("CUDA continuous batching gives each prompt its tokens alone, at batch sizes 1, 3 and 16 (fp32)",
+          "[cuda][batch]") {
+  Fixture f = load_fixture("tiny-f32");
+  Tokenizer tok = tiny_tokenizer(f.cfg.vocab_size);
+  auto gpu = make_cuda_backend(f.weights, ComputeDType::fp32);
+  CpuBackend cpu(f.weights, 2);
+  Generator g(*gpu, tok);
+  std::vector<Request> reqs(21);
+  for (int i = 0; i < 21; ++i) {  // uneven prompts and budgets: slots free and refill mid-run
+    reqs[i].index = i;
+    reqs[i].prompt = random_ids(1 + (i * 7) % 30, f.cfg.vocab_size, 100 + i);
+    reqs[i].opt.max_new_tokens = 1 + (i * 5) % 24;
+    reqs[i].opt.sampling = {i % 2 ? 0.9f : 0.0f, 40, 1.0f};
+    reqs[i].opt.seed = 7 + uint64_t(i);
+  }
+  std::vector<std::vector<int>> alone;
+  for (const auto& r : reqs) {
+    alone.push_back(g.generate(r.prompt, r.opt).tokens);
+    REQUIRE(alone.back() == Generator(cpu, tok).generate(r.prompt, r.opt).tokens);
+  }
+  for (bool use_cache : {true, false}) {
+    for (int batch : {1, 3, 16}) {
+      std::vector<std::vector<int>> got(reqs.size());
+      RunCallbacks cb;
+      cb.on_done = [&](int i, GenResult&& r) { got[size_t(i)] = r.tokens; };
+      GenOptions run_opt;
+      run_opt.use_cache = use_cache;
+      g.run(reqs, run_opt, batch, cb);
+      INFO("batch " << batch << (use_cache ? " with" : " without") << " the cache");
+      REQUIRE(got == alone);
+    }
   }
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gen/config.h"
+#include "gen/error.h"
 #include "gen/sampler.h"
 
 namespace gen {
@@ -71,6 +72,13 @@ class Backend {
   // (nullptr) each sequence is its whole self from position 0. Writes the last position's logits of
   // each sequence into logits_out, [batch.size()][V] fp32.
   virtual void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) = 0;
+  // forward(), but the logits of EVERY new position reach ln_f and the LM head (to score text:
+  // perplexity). logits_out is [N][V] fp32, N = new tokens of the whole batch, rows in batch order
+  // (sequence 0's tokens, then sequence 1's, ...). The caller bounds N: N x V floats live on the host
+  // and, on CUDA, on the device. The default throws for backends that do not have it.
+  virtual void forward_all(const std::vector<SeqInput>&, KVCache*, float*) {
+    throw Error("the " + name() + " backend cannot return the logits of every position");
+  }
   // forward(), then one draw per sequence with gen::sample, into tokens_out [batch.size()]. This
   // default samples on the host; the CUDA backend samples on the GPU (only ids cross to the host) and
   // replays a captured graph for decode steps.

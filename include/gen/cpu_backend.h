@@ -32,8 +32,11 @@ class CpuBackend : public Backend {
   std::unique_ptr<KVCache> make_cache(int slots, int max_ctx) override;
   void reserve(int max_tokens) override;
   void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override;
+  void forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override;
 
  private:
+  // The one forward pass: logits of each sequence's last row ([B, V]) or of every row ([N, V]).
+  void run(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows);
   void layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int N);
 
   std::shared_ptr<const Weights> w_;
@@ -46,7 +49,7 @@ class CpuBackend : public Backend {
   std::vector<float> att_;     // [N, C]
   std::vector<float> mlp_;     // [N, 4C]
   std::vector<float> tmp_;     // [N, C]
-  std::vector<float> last_;    // [B, C]  final-layernormed last rows
+  std::vector<float> last_;    // [B, C]  final-layernormed last rows ([N, C] for forward_all)
   std::vector<float> scores_;  // [threads, N]
   std::vector<float> kv_k_, kv_v_;  // no-cache path: one layer's K, V [H][N][D] per sequence
   std::vector<int> row0_;      // first row of each sequence in the batch

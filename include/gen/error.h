@@ -6,7 +6,8 @@
 namespace gen {
 
 // Exit codes of the command-line contract (DESIGN.md section 3).
-enum class ExitCode : int { ok = 0, failure = 1, bad_input = 2, interrupted = 130 };
+// some_failed: a --prompts-file run in which some prompts gave error lines and the others ran.
+enum class ExitCode : int { ok = 0, failure = 1, bad_input = 2, some_failed = 3, interrupted = 130 };
 
 // A failure that is not the user's fault (out of memory, device errors, internal checks).
 class Error : public std::runtime_error {

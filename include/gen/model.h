@@ -1,5 +1,6 @@
 // Finding and loading a Hugging Face GPT-2 model directory, and choosing the device that runs it.
 #pragma once
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,21 @@ const char* device_name(Device d);
 // True when a CUDA device can be used; otherwise `why` says why not (no device, old driver, or a
 // build without CUDA).
 bool cuda_available(std::string* why);
+// Memory of CUDA device 0 as cudaMemGetInfo sees it now. `usable` false: `why` says why (as
+// cuda_available) and the sizes are 0. Never throws: callers only report it.
+struct GpuMemory {
+  bool usable = false;
+  std::string why;
+  std::string name;        // e.g. "NVIDIA H200"
+  size_t total_bytes = 0;
+  size_t free_bytes = 0;
+};
+GpuMemory gpu_memory();
+// MemAvailable of /proc/meminfo in bytes: what can be allocated without swapping. 0 when unknown
+// (no /proc/meminfo, or no such line), so a caller refusing work must treat 0 as "cannot tell".
+size_t host_memory_available();
+// The same from the text of a /proc/meminfo ("MemAvailable:  123456 kB"); 0 when absent or malformed.
+size_t parse_mem_available(const std::string& meminfo_text);
 // "auto" | "cpu" | "cuda". auto falls back to the CPU and sets `note`; cuda without a usable GPU
 // throws with the reason.
 Device choose_device(const std::string& requested, std::string* note);

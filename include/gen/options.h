@@ -12,6 +12,12 @@ struct Options {
   std::string model = "models/gpt2";
   std::optional<std::string> prompt;       // --prompt TEXT
   std::optional<std::string> prompt_file;  // --prompt-file FILE|-
+  std::optional<std::string> prompts_file;  // --prompts-file FILE (.txt lines or .jsonl)
+  int batch_size = 8;                       // sequences decoded together (--prompts-file)
+  std::string output;                       // --output FILE: JSON lines appended as prompts finish
+  bool resume = false;                      // skip the indices already in --output
+  bool compare = false;                     // run with and without the cache, print one table
+  std::string trace;                        // --trace FILE: one CSV row per step
   GenOptions gen;
   std::string device = "auto";
   std::string dtype;  // empty: the backend's default

@@ -1,5 +1,6 @@
 // What a run prints: the JSON line of --json and the human timing summary on stderr.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "gen/generator.h"
@@ -14,8 +15,11 @@ struct RunInfo {
   std::string memory;  // the backend's memory_summary(), printed when not empty
 };
 
-// One line of JSON (no newline) as DESIGN.md section 3 lists its fields.
+// The JSON object of one prompt's result, as DESIGN.md section 3 lists its fields.
+nlohmann::json result_object(const RunInfo& info, const GenResult& r);
+// It as one line (no newline); invalid UTF-8 cannot make the dump throw.
 std::string result_json(const RunInfo& info, const GenResult& r);
+std::string json_line(const nlohmann::json& j);
 // Several lines for stderr: load, prefill, decode, KV cache.
 std::string timing_summary(const RunInfo& info, const GenResult& r);
 // "1.50 MiB" style.

@@ -1,0 +1,29 @@
+// Reading --prompts-file (DESIGN.md section 3): plain text, one prompt per line taken literally (blank
+// lines skipped), or .jsonl with one {"prompt": ...} object a line that may carry its own
+// max_new_tokens, temperature, top_k, top_p and seed. A bad line is that prompt's error, not the file's.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gen {
+
+struct PromptSpec {
+  int index = 0;   // 0-based among the prompts (blank lines do not count)
+  int line = 0;    // 1-based line in the file, for messages
+  std::string text;
+  std::optional<int> max_new_tokens;
+  std::optional<float> temperature;
+  std::optional<int> top_k;
+  std::optional<float> top_p;
+  std::optional<unsigned long long> seed;
+  std::string error;  // non-empty: this prompt cannot run (the reason)
+};
+
+// Splits `content` into prompts. `jsonl` selects the JSON-lines format. Never throws for a bad line.
+std::vector<PromptSpec> parse_prompts(const std::string& content, bool jsonl);
+// Reads and parses a file; .jsonl by its extension. Throws InputError when the file cannot be read
+// or holds no prompt at all.
+std::vector<PromptSpec> read_prompts_file(const std::string& path);
+
+}  // namespace gen

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# `gen chat` through the real binary: three piped turns whose stderr summaries show the KV cache
+# reused on turns 2 and 3 with the exact counts, --no-cache giving the same replies, the context
+# trimmed, Ctrl-C, and one-line errors for bad lines (the chat goes on) and bad flags (exit 2).
+# Env: GEN (the gen binary), MAKE_MODEL (gen-make-model). GEN_TOKENIZER_DIR overrides the tokenizer.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+tokdir=${GEN_TOKENIZER_DIR:-$here/../../shared/gpt2-tokenizer}
+[ -f "$tokdir/vocab.json" ] || tokdir=$here/../models/gpt2
+tokflag=()
+vocab=600
+if [ -f "$tokdir/vocab.json" ] && [ -f "$tokdir/merges.txt" ]; then
+  tokflag=(--tokenizer "$tokdir")
+  vocab=50257
+else
+  echo "note: no GPT-2 tokenizer files (../shared/gpt2-tokenizer or models/gpt2): using a byte-level stand-in"
+fi
+"$MAKE_MODEL" --out "$tmp/m" --layers 2 --heads 2 --embd 32 --positions 128 --vocab $vocab --std 0.3 \
+  "${tokflag[@]}" || exit 1
+M=$tmp/m
+N=5
+CHAT=("$GEN" chat --model "$M" -n $N --temperature 0 --device cpu)
+
+# Tokens of a text, as gen's own prompt encoding counts them.
+ntok() {
+  "$GEN" --model "$M" --prompt "$1" -n 0 --json --device cpu 2>/dev/null |
+    python3 -c "import json,sys; print(len(json.load(sys.stdin)['prompt_tokens']))"
+}
+# field TURN WHAT: a number from the turn's summary line ("reused", "computed", "generated", "context").
+field() {
+  local line
+  line=$(grep "^\[chat\] turn $1: " "$tmp/err")
+  case $2 in
+    reused) sed -E 's/.*: ([0-9]+) tokens reused.*/\1/' <<<"$line" ;;
+    computed) sed -E 's/.*, ([0-9]+) computed.*/\1/' <<<"$line" ;;
+    generated) sed -E 's/.*, ([0-9]+) generated.*/\1/' <<<"$line" ;;
+    context) sed -E 's/.*context ([0-9]+)\/.*/\1/' <<<"$line" ;;
+  esac
+}
+# expect_turn TURN REUSED COMPUTED: the summary of that turn says so.
+expect_turn() {
+  local r c
+  r=$(field "$1" reused)
+  c=$(field "$1" computed)
+  [ "$r" = "$2" ] && [ "$c" = "$3" ] && ok || bad "$4 turn $1: reused $r computed $c, expected $2 and $3 ($(cat "$tmp/err"))"
+}
+
+# ---- three piped turns: reuse on turns 2 and 3 ------------------------------------------------------
+P1=$(ntok $'User: Hi\nAssistant:')
+P2=$(ntok $'User: How are you?\nAssistant:')
+P3=$(ntok $'User: Bye\nAssistant:')
+NL=$(ntok $'\n')
+printf 'Hi\nHow are you?\nBye\n' | "${CHAT[@]}" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc = 0 ] && ok || bad "piped chat exit $rc: $(cat "$tmp/err")"
+[ "$(grep -c '^\[chat\] turn [123]: .* generated, .* ms/token, context .*/128, finish length$' "$tmp/err")" = 3 ] \
+  && ok || bad "three turn summaries ending by length: $(cat "$tmp/err")"
+[ "$(wc -l <"$tmp/out")" = 3 ] && ! grep -aq '^$' "$tmp/out" && ok || bad "stdout is not three replies: $(cat "$tmp/out")"
+head -c 2 "$tmp/out" | grep -q '^> ' && bad "a prompt marker with stdin not a terminal" || ok
+# Each reply ends by length: its last token was drawn but never computed, and a newline ends it in the
+# conversation; both are prefilled with the next user piece. (The random model's replies do not end in
+# a newline; if that changed, these counts would change with it.)
+C1=$((P1 + N + NL))
+C2=$((C1 + P2 + N + NL))
+expect_turn 1 0 "$P1" cache
+expect_turn 2 $((C1 - 1 - NL)) $((P2 + 1 + NL)) cache
+expect_turn 3 $((C2 - 1 - NL)) $((P3 + 1 + NL)) cache
+[ "$(field 3 context)" = $((C2 + P3 + N)) ] && ok || bad "turn 3 context: $(field 3 context)"
+cp "$tmp/out" "$tmp/cached.out"
+
+# --no-cache: the same replies, everything computed every turn.
+printf 'Hi\nHow are you?\nBye\n' | "${CHAT[@]}" --no-cache >"$tmp/out" 2>"$tmp/err" || bad "--no-cache chat failed"
+cmp -s "$tmp/out" "$tmp/cached.out" && ok || bad "--no-cache replies differ: $(cat "$tmp/out") vs $(cat "$tmp/cached.out")"
+expect_turn 2 0 $((C1 + P2)) no-cache
+expect_turn 3 0 $((C2 + P3)) no-cache
+
+# A --system text, a blank line (not a turn) and CRLF input give the same reuse pattern.
+S=$(ntok $'Be brief.\n')
+printf 'Hi\r\n\nHow are you?\n' | "${CHAT[@]}" --system "Be brief." >"$tmp/out" 2>"$tmp/err" || bad "--system chat failed"
+expect_turn 1 0 $((S + P1)) system
+expect_turn 2 $((S + C1 - 1 - NL)) $((P2 + 1 + NL)) system
+grep -q '^\[chat\] turn 3' "$tmp/err" && bad "a blank line made a turn" || ok
+
+# ---- the context fills: the oldest turn is dropped, the system text kept --------------------------
+# A context one token short of the three turns: turn 3 drops turn 1 and prefills what follows the
+# system text again (the cache cannot shift; only tokens still at their positions are reused).
+CTX=$((S + C2 + P3 + N - 1))
+printf 'Hi\nHow are you?\nBye\n' | "${CHAT[@]}" --system "Be brief." --ctx $CTX >"$tmp/out" 2>"$tmp/err" \
+  || bad "chat with a full context failed: $(cat "$tmp/err")"
+line=$(grep '^\[chat\] context full: dropped the oldest turn; prefilling [0-9]* tokens again$' "$tmp/err")
+again=$(sed -E 's/.*prefilling ([0-9]+) tokens.*/\1/' <<<"$line")
+[ -n "$line" ] && [ "$again" = "$(field 3 computed)" ] && [ "$(field 3 reused)" -ge "$S" ] \
+  && [ "$(field 3 reused)" -lt $((S + P1)) ] && [ "$(wc -l <"$tmp/out")" = 3 ] && ok \
+  || bad "context trimming: $(cat "$tmp/err")"
+
+# ---- bad lines: one error line for that turn, the chat goes on -----------------------------------
+printf 'Hi\nok \xc3\x28 bad\nBye\n' | "${CHAT[@]}" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc = 0 ] && grep -qx 'error: invalid UTF-8 at byte 3 (stdin line 2)' "$tmp/err" \
+  && [ "$(grep -c '^error: ' "$tmp/err")" = 1 ] && grep -q '^\[chat\] turn 2: ' "$tmp/err" \
+  && ! grep -q '^\[chat\] turn 3' "$tmp/err" && [ "$(wc -l <"$tmp/out")" = 2 ] && ok \
+  || bad "invalid UTF-8 line: exit $rc $(cat "$tmp/err")"
+long=$(printf 'word %.0s' $(seq 1 40))
+printf '%s\nHi\n' "$long" | "${CHAT[@]}" --ctx 24 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ $rc = 0 ] && grep -qE '^error: the line takes [0-9]+ tokens: no room for a reply in the context of 24 \(stdin line 1\)$' "$tmp/err" \
+  && grep -q '^\[chat\] turn 1: 0 tokens reused' "$tmp/err" && ok || bad "line beyond the context: exit $rc $(cat "$tmp/err")"
+: | "${CHAT[@]}" >"$tmp/out" 2>"$tmp/err" && [ ! -s "$tmp/out" ] && [ ! -s "$tmp/err" ] && ok || bad "empty stdin"
+
+# ---- bad flags: one line, exit 2, nothing on stdout -----------------------------------------------
+expect_error() {
+  local pattern=$1
+  shift 2
+  "$GEN" chat "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+  local rc=$?
+  if [ "$rc" != 2 ]; then bad "chat $* -> exit $rc, expected 2 ($(cat "$tmp/err"))"; return; fi
+  if [ -s "$tmp/out" ]; then bad "chat $* -> wrote to stdout: $(head -c 200 "$tmp/out")"; return; fi
+  if [ "$(wc -l <"$tmp/err")" != 1 ] || ! grep -q '^error: ' "$tmp/err"; then
+    bad "chat $* -> stderr is not one error line: $(cat "$tmp/err")"; return
+  fi
+  if ! grep -qE -- "$pattern" "$tmp/err"; then bad "chat $* -> '$(cat "$tmp/err")' does not match '$pattern'"; return; fi
+  ok
+}
+expect_error "frobnicate" -- --model "$M" --frobnicate
+expect_error "--max-new-tokens 0 is out of range" -- --model "$M" -n 0
+expect_error "max-new-tokens" -- --model "$M" -n lots
+expect_error "--top-p" -- --model "$M" --top-p 0
+expect_error "--temperature nan is out of range" -- --model "$M" --temperature nan
+expect_error "--ctx 129 is outside 1..128" -- --model "$M" --ctx 129
+expect_error "excludes" -- --model "$M" --use-cache --no-cache
+expect_error "device" -- --model "$M" --device gpu
+expect_error "not supported on the CPU" -- --model "$M" --device cpu --dtype fp16
+expect_error "model directory not found" -- --model "$tmp/nope"
+expect_error "invalid UTF-8 at byte 1 \(--system\)" -- --model "$M" --system $'a\xff'
+expect_error "system text is [0-9]+ tokens: it leaves no room for a turn in the context of 8" -- \
+  --model "$M" --ctx 8 --system "$long"
+"$GEN" chat --help >"$tmp/out" 2>&1 && grep -q -- "--no-cache" "$tmp/out" && grep -q -- "--system" "$tmp/out" \
+  && ok || bad "chat --help"
+
+# ---- Ctrl-C during a reply: the reply stops, the chat ends with exit 130 ----------------------------
+"$MAKE_MODEL" --out "$tmp/slow" --layers 4 --heads 4 --embd 256 --positions 1024 --vocab $vocab "${tokflag[@]}" || exit 1
+printf 'Tell me a long story\nAnd another\n' >"$tmp/in"
+"$GEN" chat --model "$tmp/slow" -n 1000 --no-cache --temperature 0 --device cpu <"$tmp/in" >"$tmp/int.out" 2>"$tmp/int.err" &
+pid=$!
+for _ in $(seq 1 600); do
+  [ "$(wc -c <"$tmp/int.out")" -gt 40 ] && break
+  sleep 0.1
+done
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+[ $rc = 130 ] && grep -q '^\[chat\] turn 1: .*finish interrupted$' "$tmp/int.err" \
+  && ! grep -q '^\[chat\] turn 2' "$tmp/int.err" && ok || bad "Ctrl-C: exit $rc $(cat "$tmp/int.err")"
+
+echo "cli_chat_test: $pass passed, $fail failed"
+[ "$fail" = 0 ]
