@@ -117,7 +117,7 @@ def plot(groups, out, log, title):
             # Hollow, so that prefills of both modes at the same prompt length stay visible.
             ax.scatter(px, py, facecolors="none", edgecolors=color, marker=markers[i % len(markers)], s=70,
                        linewidths=1.8, zorder=3, label=f"{name}: prefill (step 0, not in the line)")
-    ax.set_xlabel("context length (tokens in the sequence after the step)")
+    ax.set_xlabel("context length (positions the step attended over)")
     ax.set_ylabel("step latency (ms)" + (", log scale" if log else ""))
     if log:
         ax.set_yscale("log")

@@ -202,22 +202,16 @@ class Progress {
   double last_ = -1;
 };
 
-}  // namespace
-
-int run_batch(const BatchContext& ctx, const std::vector<PromptSpec>& prompts, BatchOutput* output) {
-  const Options& opt = ctx.opt;
-  const int max_ctx = effective_context(ctx.backend.config(), opt.gen.max_ctx);
-  Emitter out(ctx, output);
+// The requests to run: every prompt not already in `output`; a prompt that cannot run gets its error
+// line now. *budget: the most tokens they can generate (for the time-left estimate).
+std::vector<Request> make_requests(const BatchContext& ctx, const std::vector<PromptSpec>& prompts,
+                                   BatchOutput* output, Emitter& out, int* failed, long* budget) {
+  const int max_ctx = effective_context(ctx.backend.config(), ctx.opt.gen.max_ctx);
   std::vector<Request> requests;
-  std::vector<const PromptSpec*> spec_of(prompts.size(), nullptr);
-  int failed = output ? output->failed_before() : 0;
-  const int skipped = output ? output->done_count() : 0;
-  long budget = 0;
   for (const PromptSpec& p : prompts) {
     if (output && output->done(p.index)) continue;
-    spec_of[size_t(p.index)] = &p;
     std::string err = p.error;
-    Request r{p.index, {}, request_options(opt.gen, p)};
+    Request r{p.index, {}, request_options(ctx.opt.gen, p)};
     if (err.empty()) {
       try {
         r.prompt = ctx.generator.encode_prompt(p.text, max_ctx);
@@ -227,22 +221,35 @@ int run_batch(const BatchContext& ctx, const std::vector<PromptSpec>& prompts, B
     }
     if (!err.empty()) {
       out.error(p, err);
-      ++failed;
+      ++*failed;
       continue;
     }
-    budget += std::min<long>(r.opt.max_new_tokens, max_ctx - long(r.prompt.size()));
+    *budget += std::min<long>(r.opt.max_new_tokens, max_ctx - long(r.prompt.size()));
     requests.push_back(std::move(r));
   }
+  return requests;
+}
+
+}  // namespace
+
+int run_batch(const BatchContext& ctx, const std::vector<PromptSpec>& prompts, BatchOutput* output) {
+  const Options& opt = ctx.opt;
+  const int max_ctx = effective_context(ctx.backend.config(), opt.gen.max_ctx);
+  Emitter out(ctx, output);
+  int failed = output ? output->failed_before() : 0;
+  const int skipped = output ? output->done_count() : 0;
+  long budget = 0;
+  const std::vector<Request> requests = make_requests(ctx, prompts, output, out, &failed, &budget);
   Progress progress(int(requests.size()), budget);
   int finished = 0;
   RunCallbacks cb;
   cb.on_done = [&](int index, GenResult&& r) {
     if (r.finish_reason == "interrupted") return;  // not written: --resume runs it again
     r.timing.load_ms = ctx.load_ms;
-    out.result(*spec_of[size_t(index)], r);
+    const PromptSpec& p = prompts[size_t(index)];
+    out.result(p, r);
     ++finished;
-    const long asked = std::min<long>(request_options(opt.gen, *spec_of[size_t(index)]).max_new_tokens,
-                                      max_ctx - long(r.prompt_tokens.size()));
+    const long asked = std::min<long>(request_options(opt.gen, p).max_new_tokens, max_ctx - long(r.prompt_tokens.size()));
     progress.finished(std::max(0L, asked - long(r.tokens.size())));
   };
   const char* mode = opt.gen.use_cache ? "cache" : "no-cache";

@@ -8,10 +8,10 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
-#include <sstream>
 #include <string>
 
 #include "gen/chat.h"
+#include "gen/cli_common.h"
 #include "gen/commands.h"
 #include "gen/error.h"
 #include "gen/model.h"
@@ -30,27 +30,9 @@ struct ChatCli {
   std::string help_text;
 };
 
-template <typename T>
-void require_range(const char* flag, T value, T lo, T hi, const char* what) {
-  if (!(value >= lo && value <= hi)) {  // NaN fails too
-    std::ostringstream ss;
-    ss << flag << " " << value << " is out of range: " << what;
-    throw InputError(ss.str(), flag);
-  }
-}
-
 void validate(const ChatCli& o) {
   const GenOptions& g = o.chat.gen;
-  require_range("--max-new-tokens", g.max_new_tokens, 1, 1 << 24, "must be >= 1 (tokens per reply)");
-  require_range("--temperature", g.sampling.temperature, 0.0f, 100.0f, "must be in [0, 100]");
-  require_range("--top-k", g.sampling.top_k, 0, 1 << 24, "must be >= 0 (0 disables)");
-  if (!(g.sampling.top_p > 0.0f && g.sampling.top_p <= 1.0f)) {
-    std::ostringstream ss;
-    ss << "--top-p " << g.sampling.top_p << " is out of range: must be in (0, 1]";
-    throw InputError(ss.str(), "--top-p");
-  }
-  require_range("--threads", o.threads, 0, 4096, "must be >= 0 (0: all cores)");
-  require_range("--ctx", g.max_ctx, 0, 1 << 20, "must be >= 0 (0: the model's n_positions)");
+  check_generation_flags(g, o.threads, 1, "must be >= 1 (tokens per reply)");
   const std::pair<const char*, const std::string*> texts[] = {{"--system", &o.chat.system},
                                                               {"--user-prefix", &o.chat.user_prefix},
                                                               {"--bot-prefix", &o.chat.bot_prefix}};
@@ -80,22 +62,10 @@ ChatCli parse(int argc, char** argv) {
   app.add_option("--system", o.chat.system, "text that starts the conversation");
   app.add_option("--user-prefix", o.chat.user_prefix, "put before each user line");
   app.add_option("--bot-prefix", o.chat.bot_prefix, "put after each user line; the reply follows it");
-  app.add_option("--device", o.device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--dtype", o.dtype, "compute dtype: fp32 | fp16 | bf16 (CPU: fp32 only)")
-      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
-  app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
+  add_device_flags(app, &o.device, &o.dtype, &o.threads);
+  if (parse_cli(app, argc, argv, "gen chat", &o.help_text) == Parsed::help) {
     o.help = true;
-    o.help_text = app.help();
     return o;
-  } catch (const CLI::ParseError& e) {
-    std::string msg = e.what();
-    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-    for (char& c : msg)
-      if (c == '\n') c = ' ';
-    throw InputError(msg, "usage: gen chat --help");
   }
   validate(o);
   return o;
@@ -149,11 +119,7 @@ int run_chat(int argc, char** argv) {
     return 0;
   }
   std::string note;
-  const Device device = choose_device(opt.device, &note);
-  if (device == Device::cpu && !opt.dtype.empty() && opt.dtype != "fp32") {  // before the slow load
-    throw InputError("--dtype " + opt.dtype + " is not supported on the CPU (it computes in fp32)",
-                     "--dtype");
-  }
+  const Device device = choose_device(opt.device, &note, opt.dtype);  // before the slow load
   Model model = load_model(resolve_model_dir(opt.model));
   const int ctx = effective_context(model.cfg, opt.chat.gen.max_ctx);
   auto backend = make_backend(device, model.weights, opt.threads, opt.dtype);

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "gen/cli_common.h"
 #include "gen/commands.h"
 #include "gen/error.h"
 #include "gen/info.h"
@@ -22,16 +23,10 @@ int run_info(int argc, char** argv) {
   app.add_option("--batch,--batch-size", batch, "sequences in the batch");
   app.add_option("--dtype", dtype, "KV cache and GPU weight dtype: fp32 | fp16 | bf16 (fp32 is shown too)");
   app.add_flag("--json", json, "one JSON object on stdout");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::cout << app.help();
+  std::string help;
+  if (parse_cli(app, argc, argv, "gen info", &help) == Parsed::help) {
+    std::cout << help;
     return 0;
-  } catch (const CLI::ParseError& e) {
-    std::string msg = e.what();  // CLI11 messages may span lines; the contract is one line
-    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-    for (char& c : msg) if (c == '\n') c = ' ';
-    throw InputError(msg, "usage: gen info --help");
   }
   ModelSource src = find_model_source(model);
   // An explicit --ctx 0 stays 0 so that make_info_report refuses it; it also checks --batch and

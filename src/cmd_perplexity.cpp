@@ -6,6 +6,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "gen/cli_common.h"
 #include "gen/commands.h"
 #include "gen/error.h"
 #include "gen/model.h"
@@ -39,23 +40,11 @@ PplOptions parse(int argc, char** argv) {
   app.add_option("--file", o.file, "UTF-8 text to score")->required();
   auto* ctx =
       app.add_option("--context", o.context, "window length in tokens, 2..n_positions (default n_positions)");
-  app.add_option("--device", o.device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--dtype", o.dtype, "compute dtype: fp32 | fp16 | bf16 (CPU: fp32 only)")
-      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
-  app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
+  add_device_flags(app, &o.device, &o.dtype, &o.threads);
   app.add_flag("--json", o.json, R"(one line {"ppl", "nll", "tokens_scored", "windows", ...} on stdout)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
+  if (parse_cli(app, argc, argv, "gen perplexity", &o.help_text) == Parsed::help) {
     o.help = true;
-    o.help_text = app.help();
     return o;
-  } catch (const CLI::ParseError& e) {
-    std::string msg = e.what();
-    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-    for (char& c : msg)
-      if (c == '\n') c = ' ';
-    throw InputError(msg, "usage: gen perplexity --help");
   }
   o.context_given = ctx->count() > 0;
   if (o.context_given && o.context < 2) {  // the upper bound needs the model's config
@@ -110,11 +99,7 @@ int run_perplexity(int argc, char** argv) {
   }
   const std::string text = read_text(opt.file);
   std::string note;
-  const Device device = choose_device(opt.device, &note);
-  if (device == Device::cpu && !opt.dtype.empty() && opt.dtype != "fp32") {  // before the slow load
-    throw InputError("--dtype " + opt.dtype + " is not supported on the CPU (it computes in fp32)",
-                     "--dtype");
-  }
+  const Device device = choose_device(opt.device, &note, opt.dtype);  // before the slow load
   Model model = load_model(resolve_model_dir(opt.model));
   const int n_pos = model.cfg.n_positions;
   const int context = opt.context_given ? opt.context : n_pos;

@@ -88,7 +88,8 @@ size_t host_memory_available() {
   return parse_mem_available(ss.str());
 }
 
-Device choose_device(const std::string& requested, std::string* note) {
+namespace {
+Device choose_device_only(const std::string& requested, std::string* note) {
   if (requested == "cpu") return Device::cpu;
   std::string why;
   if (requested == "cuda") {
@@ -101,6 +102,15 @@ Device choose_device(const std::string& requested, std::string* note) {
     return Device::cpu;
   }
   throw InputError("--device must be auto, cpu or cuda (got '" + requested + "')", "--device");
+}
+}  // namespace
+
+Device choose_device(const std::string& requested, std::string* note, const std::string& dtype) {
+  const Device d = choose_device_only(requested, note);
+  if (d == Device::cpu && !dtype.empty() && dtype != "fp32") {
+    throw InputError("--dtype " + dtype + " is not supported on the CPU (it computes in fp32)", "--dtype");
+  }
+  return d;
 }
 
 std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads,

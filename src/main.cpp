@@ -97,10 +97,7 @@ int run(int argc, char** argv) {
     return 0;
   }
   std::string note;
-  const gen::Device device = gen::choose_device(opt.device, &note);
-  if (device == gen::Device::cpu && !opt.dtype.empty() && opt.dtype != "fp32") {  // before the slow load
-    throw gen::InputError("--dtype " + opt.dtype + " is not supported on the CPU (it computes in fp32)", "--dtype");
-  }
+  const gen::Device device = gen::choose_device(opt.device, &note, opt.dtype);  // before the slow load
   // Every input that can be checked before the slow load is checked first.
   std::vector<gen::PromptSpec> prompts;
   std::string prompt;

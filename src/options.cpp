@@ -2,8 +2,8 @@
 
 #include <CLI/CLI.hpp>
 #include <iostream>
-#include <sstream>
 
+#include "gen/cli_common.h"
 #include "gen/error.h"
 #include "text_util.h"
 
@@ -11,27 +11,9 @@ namespace gen {
 
 namespace {
 
-template <typename T>
-void require_range(const char* flag, T value, T lo, T hi, const char* what) {
-  if (!(value >= lo && value <= hi)) {  // NaN fails too
-    std::ostringstream ss;
-    ss << flag << " " << value << " is out of range: " << what;
-    throw InputError(ss.str(), flag);
-  }
-}
-
 void validate(const Options& o) {
   const auto& g = o.gen;
-  require_range("--max-new-tokens", g.max_new_tokens, 0, 1 << 24, "must be >= 0");
-  require_range("--temperature", g.sampling.temperature, 0.0f, 100.0f, "must be in [0, 100]");
-  require_range("--top-k", g.sampling.top_k, 0, 1 << 24, "must be >= 0 (0 disables)");
-  if (!(g.sampling.top_p > 0.0f && g.sampling.top_p <= 1.0f)) {
-    std::ostringstream ss;
-    ss << "--top-p " << g.sampling.top_p << " is out of range: must be in (0, 1]";
-    throw InputError(ss.str(), "--top-p");
-  }
-  require_range("--threads", o.threads, 0, 4096, "must be >= 0 (0: all cores)");
-  require_range("--ctx", g.max_ctx, 0, 1 << 20, "must be >= 0 (0: the model's n_positions)");
+  check_generation_flags(g, o.threads, 0, "must be >= 0");
   require_range("--batch-size", o.batch_size, 1, 4096, "must be in 1..4096");
   if (!o.prompt && !o.prompt_file && !o.prompts_file) {
     throw InputError("one of --prompt, --prompt-file or --prompts-file is required", "usage");
@@ -80,25 +62,17 @@ Options parse_options(int argc, const char* const* argv) {
   cmp->excludes(nc);
   app.add_flag("--ignore-eos", o.gen.ignore_eos, "do not stop at <|endoftext|>");
   app.add_option("--ctx", o.gen.max_ctx, "context length for the KV cache (0: n_positions)");
-  app.add_option("--device", o.device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--dtype", o.dtype, "compute dtype: fp32 | fp16 | bf16 (CPU: fp32 only)")
-      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
-  app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
+  add_device_flags(app, &o.device, &o.dtype, &o.threads);
   app.add_flag("--json", o.json, "one JSON object per prompt on stdout");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    o.help = true;
-    o.help_text = app.help();
-    return o;
-  } catch (const CLI::CallForVersion&) {
-    o.version = true;
-    return o;
-  } catch (const CLI::ParseError& e) {
-    std::string msg = e.what();
-    if (!msg.empty() && msg.back() == '\n') msg.pop_back();
-    for (char& c : msg) if (c == '\n') c = ' ';
-    throw InputError(msg, "usage: gen --help");
+  switch (parse_cli(app, argc, argv, "gen", &o.help_text)) {
+    case Parsed::help:
+      o.help = true;
+      return o;
+    case Parsed::version:
+      o.version = true;
+      return o;
+    case Parsed::run:
+      break;
   }
   validate(o);
   return o;

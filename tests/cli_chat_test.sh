@@ -4,26 +4,8 @@
 # trimmed, Ctrl-C, and one-line errors for bad lines (the chat goes on) and bad flags (exit 2).
 # Env: GEN (the gen binary), MAKE_MODEL (gen-make-model). GEN_TOKENIZER_DIR overrides the tokenizer.
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-
-tokdir=${GEN_TOKENIZER_DIR:-$here/../../shared/gpt2-tokenizer}
-[ -f "$tokdir/vocab.json" ] || tokdir=$here/../models/gpt2
-tokflag=()
-vocab=600
-if [ -f "$tokdir/vocab.json" ] && [ -f "$tokdir/merges.txt" ]; then
-  tokflag=(--tokenizer "$tokdir")
-  vocab=50257
-else
-  echo "note: no GPT-2 tokenizer files (../shared/gpt2-tokenizer or models/gpt2): using a byte-level stand-in"
-fi
-"$MAKE_MODEL" --out "$tmp/m" --layers 2 --heads 2 --embd 32 --positions 128 --vocab $vocab --std 0.3 \
-  "${tokflag[@]}" || exit 1
+source "$(dirname "$0")/cli_lib.sh"
+make_model "$tmp/m" 2 2 32 128
 M=$tmp/m
 N=5
 CHAT=("$GEN" chat --model "$M" -n $N --temperature 0 --device cpu)
@@ -115,31 +97,18 @@ rc=$?
 : | "${CHAT[@]}" >"$tmp/out" 2>"$tmp/err" && [ ! -s "$tmp/out" ] && [ ! -s "$tmp/err" ] && ok || bad "empty stdin"
 
 # ---- bad flags: one line, exit 2, nothing on stdout -----------------------------------------------
-expect_error() {
-  local pattern=$1
-  shift 2
-  "$GEN" chat "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-  local rc=$?
-  if [ "$rc" != 2 ]; then bad "chat $* -> exit $rc, expected 2 ($(cat "$tmp/err"))"; return; fi
-  if [ -s "$tmp/out" ]; then bad "chat $* -> wrote to stdout: $(head -c 200 "$tmp/out")"; return; fi
-  if [ "$(wc -l <"$tmp/err")" != 1 ] || ! grep -q '^error: ' "$tmp/err"; then
-    bad "chat $* -> stderr is not one error line: $(cat "$tmp/err")"; return
-  fi
-  if ! grep -qE -- "$pattern" "$tmp/err"; then bad "chat $* -> '$(cat "$tmp/err")' does not match '$pattern'"; return; fi
-  ok
-}
-expect_error "frobnicate" -- --model "$M" --frobnicate
-expect_error "--max-new-tokens 0 is out of range" -- --model "$M" -n 0
-expect_error "max-new-tokens" -- --model "$M" -n lots
-expect_error "--top-p" -- --model "$M" --top-p 0
-expect_error "--temperature nan is out of range" -- --model "$M" --temperature nan
-expect_error "--ctx 129 is outside 1..128" -- --model "$M" --ctx 129
-expect_error "excludes" -- --model "$M" --use-cache --no-cache
-expect_error "device" -- --model "$M" --device gpu
-expect_error "not supported on the CPU" -- --model "$M" --device cpu --dtype fp16
-expect_error "model directory not found" -- --model "$tmp/nope"
-expect_error "invalid UTF-8 at byte 1 \(--system\)" -- --model "$M" --system $'a\xff'
-expect_error "system text is [0-9]+ tokens: it leaves no room for a turn in the context of 8" -- \
+expect_error 2 "frobnicate" -- chat --model "$M" --frobnicate
+expect_error 2 "--max-new-tokens 0 is out of range" -- chat --model "$M" -n 0
+expect_error 2 "max-new-tokens" -- chat --model "$M" -n lots
+expect_error 2 "--top-p" -- chat --model "$M" --top-p 0
+expect_error 2 "--temperature nan is out of range" -- chat --model "$M" --temperature nan
+expect_error 2 "--ctx 129 is outside 1..128" -- chat --model "$M" --ctx 129
+expect_error 2 "excludes" -- chat --model "$M" --use-cache --no-cache
+expect_error 2 "device" -- chat --model "$M" --device gpu
+expect_error 2 "not supported on the CPU" -- chat --model "$M" --device cpu --dtype fp16
+expect_error 2 "model directory not found" -- chat --model "$tmp/nope"
+expect_error 2 "invalid UTF-8 at byte 1 \(--system\)" -- chat --model "$M" --system $'a\xff'
+expect_error 2 "system text is [0-9]+ tokens: it leaves no room for a turn in the context of 8" -- chat \
   --model "$M" --ctx 8 --system "$long"
 "$GEN" chat --help >"$tmp/out" 2>&1 && grep -q -- "--no-cache" "$tmp/out" && grep -q -- "--system" "$tmp/out" \
   && ok || bad "chat --help"
@@ -159,5 +128,4 @@ rc=$?
 [ $rc = 130 ] && grep -q '^\[chat\] turn 1: .*finish interrupted$' "$tmp/int.err" \
   && ! grep -q '^\[chat\] turn 2' "$tmp/int.err" && ok || bad "Ctrl-C: exit $rc $(cat "$tmp/int.err")"
 
-echo "cli_chat_test: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_chat

@@ -3,27 +3,8 @@
 # over the built-in one, the JSON object, the what-if warning, and one-line errors with exit code 2.
 # Env: GEN (the gen binary).
 set -u
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+source "$(dirname "$0")/cli_lib.sh"
 
-# expect_error PATTERN -- ARGS...: exit 2, stdout empty, stderr one line "error: ..." matching PATTERN.
-expect_error() {
-  local pattern=$1
-  shift 2
-  "$GEN" info "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-  local rc=$?
-  if [ "$rc" != 2 ]; then bad "info $* -> exit $rc, expected 2 ($(cat "$tmp/err"))"; return; fi
-  if [ -s "$tmp/out" ]; then bad "info $* -> wrote to stdout: $(head -c 200 "$tmp/out")"; return; fi
-  if [ "$(wc -l <"$tmp/err")" != 1 ] || ! grep -q '^error: ' "$tmp/err"; then
-    bad "info $* -> stderr is not one error line: $(cat "$tmp/err")"; return
-  fi
-  if ! grep -qE -- "$pattern" "$tmp/err"; then bad "info $* -> '$(cat "$tmp/err")' does not match '$pattern'"; return; fi
-  ok
-}
 
 # expect_out ARGS... -- PATTERN...: exit 0, empty stderr, stdout contains every fixed-string PATTERN.
 expect_out() {
@@ -101,16 +82,15 @@ assert j['params'] == 3 * (12 * 32 * 32 + 13 * 32) + 600 * 32 + 64 * 32 + 2 * 32
 " "$tmp/named.json" && ok || bad "GEN_MODELS_DIR config over the built-in shape"
 
 # ---- errors ------------------------------------------------------------------------------------------
-expect_error "not a known name" -- --model gpt3
-expect_error "no model directory '$tmp/missing'" -- --model "$tmp/missing"
-expect_error "cannot open config: no such file" -- --model "$tmp/empty"
-expect_error "--batch 0 is out of range: must be >= 1" -- --model gpt2 --batch 0
-expect_error "--batch -3 is out of range" -- --model gpt2 --batch -3
-expect_error "--ctx 0 is out of range: must be >= 1" -- --model gpt2 --ctx 0
-expect_error "--dtype must be fp32, fp16 or bf16 \(got 'fp8'\)" -- --model gpt2 --dtype fp8
-expect_error "overflow" -- --model gpt2-xl --ctx 2000000000 --batch 2000000000
-expect_error "batch" -- --model gpt2 --batch many
-expect_error "bogus" -- --bogus
+expect_error 2 "not a known name" -- info --model gpt3
+expect_error 2 "no model directory '$tmp/missing'" -- info --model "$tmp/missing"
+expect_error 2 "cannot open config: no such file" -- info --model "$tmp/empty"
+expect_error 2 "--batch 0 is out of range: must be >= 1" -- info --model gpt2 --batch 0
+expect_error 2 "--batch -3 is out of range" -- info --model gpt2 --batch -3
+expect_error 2 "--ctx 0 is out of range: must be >= 1" -- info --model gpt2 --ctx 0
+expect_error 2 "--dtype must be fp32, fp16 or bf16 \(got 'fp8'\)" -- info --model gpt2 --dtype fp8
+expect_error 2 "overflow" -- info --model gpt2-xl --ctx 2000000000 --batch 2000000000
+expect_error 2 "batch" -- info --model gpt2 --batch many
+expect_error 2 "bogus" -- info --bogus
 
-echo "cli_info: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_info

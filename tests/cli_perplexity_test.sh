@@ -5,26 +5,8 @@
 # input. (The nll itself is checked against Hugging Face by the Catch2 test.)
 # Env: GEN (the gen binary), MAKE_MODEL (gen-make-model). GEN_TOKENIZER_DIR overrides the tokenizer.
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-
-tokdir=${GEN_TOKENIZER_DIR:-$here/../../shared/gpt2-tokenizer}
-[ -f "$tokdir/vocab.json" ] || tokdir=$here/../models/gpt2
-tokflag=()
-vocab=600
-if [ -f "$tokdir/vocab.json" ] && [ -f "$tokdir/merges.txt" ]; then
-  tokflag=(--tokenizer "$tokdir")
-  vocab=50257
-else
-  echo "note: no GPT-2 tokenizer files (../shared/gpt2-tokenizer or models/gpt2): using a byte-level stand-in"
-fi
-"$MAKE_MODEL" --out "$tmp/m" --layers 2 --heads 2 --embd 32 --positions 64 --vocab $vocab --std 0.3 "${tokflag[@]}" \
-  || exit 1
+source "$(dirname "$0")/cli_lib.sh"
+make_model "$tmp/m" 2 2 32 64
 M=$tmp/m
 G=("$GEN" perplexity --model "$M" --device cpu)
 
@@ -106,43 +88,29 @@ else
 fi
 
 # ---- bad inputs: one error line, exit 2, empty stdout ------------------------------------------
-# expect_error CODE PATTERN -- ARGS...
-expect_error() {
-  local code=$1 pattern=$2
-  shift 3
-  "$GEN" perplexity "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-  local rc=$? lines
-  lines=$(wc -l <"$tmp/err")
-  if [ "$rc" != "$code" ]; then bad "$* -> exit $rc, expected $code ($(cat "$tmp/err"))"; return; fi
-  if [ -s "$tmp/out" ]; then bad "$* -> wrote to stdout: $(head -c 200 "$tmp/out")"; return; fi
-  if [ "$lines" != 1 ] || ! grep -q '^error: ' "$tmp/err"; then bad "$* -> stderr is not one error line: $(cat "$tmp/err")"; return; fi
-  if ! grep -qE -- "$pattern" "$tmp/err"; then bad "$* -> '$(cat "$tmp/err")' does not match '$pattern'"; return; fi
-  ok
-}
 : >"$tmp/empty.txt"
 printf 'ok \xc3\x28 bad' >"$tmp/badutf8.txt"
 printf 'a' >"$tmp/one.txt"
-expect_error 2 "cannot read file" -- --model "$M" --device cpu --file "$tmp/none.txt"
-expect_error 2 "cannot read file" -- --model "$M" --device cpu --file "$tmp"
-expect_error 2 "empty" -- --model "$M" --device cpu --file "$tmp/empty.txt"
-expect_error 2 "invalid UTF-8 at byte 3" -- --model "$M" --device cpu --file "$tmp/badutf8.txt"
-expect_error 2 "at least 2" -- --model "$M" --device cpu --file "$tmp/one.txt"
-expect_error 2 "--context 1 is out of range" -- --model "$M" --device cpu --file "$tmp/text.txt" --context 1
-expect_error 2 "--context 0 is out of range" -- --model "$M" --device cpu --file "$tmp/text.txt" --context 0
-expect_error 2 "--context -5 is out of range" -- --model "$M" --device cpu --file "$tmp/text.txt" --context -5
-expect_error 2 "--context 65 is outside 2..64" -- --model "$M" --device cpu --file "$tmp/text.txt" --context 65
-expect_error 2 "context" -- --model "$M" --device cpu --file "$tmp/text.txt" --context lots
-expect_error 2 "--file" -- --model "$M" --device cpu
-expect_error 2 "model directory not found" -- --model "$tmp/nope" --file "$tmp/text.txt"
-expect_error 2 "device" -- --model "$M" --file "$tmp/text.txt" --device gpu
-expect_error 2 "not supported on the CPU" -- --model "$M" --file "$tmp/text.txt" --device cpu --dtype fp16
-expect_error 2 "--threads" -- --model "$M" --file "$tmp/text.txt" --device cpu --threads -1
-expect_error 2 "frobnicate" -- --model "$M" --file "$tmp/text.txt" --frobnicate
+expect_error 2 "cannot read file" -- perplexity --model "$M" --device cpu --file "$tmp/none.txt"
+expect_error 2 "cannot read file" -- perplexity --model "$M" --device cpu --file "$tmp"
+expect_error 2 "empty" -- perplexity --model "$M" --device cpu --file "$tmp/empty.txt"
+expect_error 2 "invalid UTF-8 at byte 3" -- perplexity --model "$M" --device cpu --file "$tmp/badutf8.txt"
+expect_error 2 "at least 2" -- perplexity --model "$M" --device cpu --file "$tmp/one.txt"
+expect_error 2 "--context 1 is out of range" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context 1
+expect_error 2 "--context 0 is out of range" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context 0
+expect_error 2 "--context -5 is out of range" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context -5
+expect_error 2 "--context 65 is outside 2..64" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context 65
+expect_error 2 "context" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context lots
+expect_error 2 "--file" -- perplexity --model "$M" --device cpu
+expect_error 2 "model directory not found" -- perplexity --model "$tmp/nope" --file "$tmp/text.txt"
+expect_error 2 "device" -- perplexity --model "$M" --file "$tmp/text.txt" --device gpu
+expect_error 2 "not supported on the CPU" -- perplexity --model "$M" --file "$tmp/text.txt" --device cpu --dtype fp16
+expect_error 2 "--threads" -- perplexity --model "$M" --file "$tmp/text.txt" --device cpu --threads -1
+expect_error 2 "frobnicate" -- perplexity --model "$M" --file "$tmp/text.txt" --frobnicate
 cp -r "$M" "$tmp/x"; rm "$tmp/x/vocab.json"
-expect_error 2 "missing vocab.json" -- --model "$tmp/x" --device cpu --file "$tmp/text.txt"; rm -rf "$tmp/x"
+expect_error 2 "missing vocab.json" -- perplexity --model "$tmp/x" --device cpu --file "$tmp/text.txt"; rm -rf "$tmp/x"
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-  expect_error 2 "--device cuda: " -- --model "$M" --file "$tmp/text.txt" --device cuda
+  expect_error 2 "--device cuda: " -- perplexity --model "$M" --file "$tmp/text.txt" --device cuda
 fi
 
-echo "cli_perplexity_test: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_perplexity

@@ -3,41 +3,9 @@
 # and one line "error: ..." with the right exit code for each broken input.
 # Env: GEN (the gen binary), MAKE_MODEL (gen-make-model). GEN_TOKENIZER_DIR overrides the tokenizer.
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-
-tokdir=${GEN_TOKENIZER_DIR:-$here/../../shared/gpt2-tokenizer}
-[ -f "$tokdir/vocab.json" ] || tokdir=$here/../models/gpt2
-if [ -f "$tokdir/vocab.json" ] && [ -f "$tokdir/merges.txt" ]; then
-  "$MAKE_MODEL" --out "$tmp/m" --layers 2 --heads 2 --embd 32 --positions 64 --vocab 50257 --std 0.3 \
-    --tokenizer "$tokdir" || exit 1
-  real_tok=1
-else
-  echo "note: no GPT-2 tokenizer files (../shared/gpt2-tokenizer or models/gpt2): using a byte-level stand-in"
-  "$MAKE_MODEL" --out "$tmp/m" --layers 2 --heads 2 --embd 32 --positions 64 --vocab 600 --std 0.3 || exit 1
-  real_tok=0
-fi
+source "$(dirname "$0")/cli_lib.sh"
+make_model "$tmp/m"
 M=$tmp/m
-
-# expect_error CODE PATTERN -- ARGS...: exit code CODE, stdout empty, stderr one line "error: ..." matching PATTERN.
-expect_error() {
-  local code=$1 pattern=$2
-  shift 3
-  "$GEN" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-  local rc=$?
-  local lines
-  lines=$(wc -l <"$tmp/err")
-  if [ "$rc" != "$code" ]; then bad "$* -> exit $rc, expected $code ($(cat "$tmp/err"))"; return; fi
-  if [ -s "$tmp/out" ]; then bad "$* -> wrote to stdout: $(head -c 200 "$tmp/out")"; return; fi
-  if [ "$lines" != 1 ] || ! grep -q '^error: ' "$tmp/err"; then bad "$* -> stderr is not one error line: $(cat "$tmp/err")"; return; fi
-  if ! grep -qE -- "$pattern" "$tmp/err"; then bad "$* -> '$(cat "$tmp/err")' does not match '$pattern'"; return; fi
-  ok
-}
 
 # ---- happy paths ------------------------------------------------------------------------------
 "$GEN" --help >"$tmp/out" 2>&1 && grep -q -- "--no-cache" "$tmp/out" && ok || bad "--help"
@@ -79,11 +47,7 @@ python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['tokens']=
 # ---- Ctrl-C: the first SIGINT ends the run after the current step, keeps what was generated, prints
 # the summary (or one whole JSON line) and exits 130. A model slow enough without the cache that the
 # signal surely lands mid-run.
-vocab=600
-[ "$real_tok" = 1 ] && vocab=50257
-tokflag=()
-[ "$real_tok" = 1 ] && tokflag=(--tokenizer "$tokdir")
-"$MAKE_MODEL" --out "$tmp/slow" --layers 4 --heads 4 --embd 256 --positions 1024 --vocab $vocab "${tokflag[@]}" || exit 1
+make_model "$tmp/slow" 4 4 256 1024
 interrupt_run() {  # interrupt_run OUTFILE ERRFILE ARGS...: SIGINT once OUTFILE has grown past 40 bytes
   local out=$1 err=$2
   shift 2
@@ -162,5 +126,4 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
     && grep -q '^note: .*running on the CPU' "$tmp/err" && ok || bad "--device auto fallback: $(cat "$tmp/err")"
 fi
 
-echo "cli_test: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_test

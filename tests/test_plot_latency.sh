@@ -9,12 +9,7 @@ if ! python3 -c "import matplotlib" 2>/dev/null; then
   echo "skipped: matplotlib not installed"
   exit 0
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+source "$here/cli_lib.sh"
 
 # A prompt of 16 tokens, 200 decode steps: flat with the cache, growing without it.
 {
@@ -84,5 +79,4 @@ mkdir -p "$tmp/shim/matplotlib"
 echo 'raise ImportError("no matplotlib here")' >"$tmp/shim/matplotlib/__init__.py"
 PYTHONPATH=$tmp/shim expect_error 1 "^error: matplotlib is not installed \(pip install matplotlib\)$" -- "$tmp/steps.csv"
 
-echo "plot_latency: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish plot_latency
