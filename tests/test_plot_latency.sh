@@ -5,7 +5,13 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 script=$here/../scripts/plot_latency.py
-if ! python3 -c "import matplotlib" 2>/dev/null; then
+# The first Python that has matplotlib: the one on PATH, else the system's (Debian's python3-matplotlib,
+# which scripts/install_deps.sh installs, lives there when PATH has another Python first).
+py=""
+for p in python3 /usr/bin/python3; do
+  if "$p" -c "import matplotlib" 2>/dev/null; then py=$p; break; fi
+done
+if [ -z "$py" ]; then
   echo "skipped: matplotlib not installed"
   exit 0
 fi
@@ -42,7 +48,7 @@ expect_error() {
   local code=$1 pattern=$2
   shift 3
   rm -f "$tmp/err.png"
-  python3 "$script" "$@" -o "$tmp/err.png" >"$tmp/out" 2>"$tmp/err"
+  "$py" "$script" "$@" -o "$tmp/err.png" >"$tmp/out" 2>"$tmp/err"
   local rc=$?
   if [ "$rc" != "$code" ]; then bad "$* -> exit $rc, expected $code: $(cat "$tmp/err")"; return; fi
   if [ "$(wc -l <"$tmp/err")" != 1 ] || ! grep -q '^error: ' "$tmp/err"; then bad "$* -> not one error line: $(cat "$tmp/err")"; return; fi
@@ -52,12 +58,12 @@ expect_error() {
 }
 
 # ---- pictures -------------------------------------------------------------------------------------
-python3 "$script" "$tmp/steps.csv" -o "$tmp/a.png" --title "test machine" 2>"$tmp/err" && check_png "$tmp/a.png" && ok ||
+"$py" "$script" "$tmp/steps.csv" -o "$tmp/a.png" --title "test machine" 2>"$tmp/err" && check_png "$tmp/a.png" && ok ||
   bad "one file, both modes: $(cat "$tmp/err")"
-python3 "$script" "$tmp/steps.csv" "$tmp/batch8.csv" -o "$tmp/b.png" --log 2>"$tmp/err" && check_png "$tmp/b.png" && ok ||
+"$py" "$script" "$tmp/steps.csv" "$tmp/batch8.csv" -o "$tmp/b.png" --log 2>"$tmp/err" && check_png "$tmp/b.png" && ok ||
   bad "two files, --log: $(cat "$tmp/err")"
 grep -v '^no-cache' "$tmp/steps.csv" >"$tmp/cache_only.csv"
-python3 "$script" "$tmp/cache_only.csv" -o "$tmp/c.png" 2>"$tmp/err" && check_png "$tmp/c.png" && ok ||
+"$py" "$script" "$tmp/cache_only.csv" -o "$tmp/c.png" 2>"$tmp/err" && check_png "$tmp/c.png" && ok ||
   bad "one mode only: $(cat "$tmp/err")"
 
 # ---- errors ---------------------------------------------------------------------------------------
