@@ -61,6 +61,17 @@ assert r[1]["error"] == "invalid UTF-8 at byte 4 of line 2", r[1]
 assert "longer than the context of 64" in r[2]["error"], r[2]
 PY
 
+# On a terminal (script(1) makes one) a progress line goes to stderr and is cleared at the end; a pipe
+# gets none.
+if command -v script >/dev/null 2>&1; then
+  script -qec "'$GEN' --model '$M' --prompts-file '$tmp/prompts.txt' -n 4 --json --device cpu >/dev/null" /dev/null \
+    >"$tmp/tty" 2>&1
+  grep -aqE $'\r\[gen\] [0-9]+/20 prompts, [0-9]+ tokens, [0-9.]+ tok/s, ~[0-9]+m[0-9]{2}s left' "$tmp/tty" \
+    && grep -aq $'\r\033\[K\[gen\] 20 prompts finished' "$tmp/tty" && ok || bad "progress line: $(od -c "$tmp/tty" | head -5)"
+  "$GEN" --model "$M" --prompts-file "$tmp/prompts.txt" -n 4 --json --device cpu 2>"$tmp/err" >/dev/null
+  ! grep -q 'left' "$tmp/err" && ok || bad "progress line on a pipe"
+fi
+
 # ---- --output and --resume: an interrupted run loses no finished prompt and repeats none ----------
 make_model "$tmp/slow" 4 4 256 1024
 for i in $(seq 1 24); do echo "Prompt number $i is here"; done >"$tmp/many.txt"
