@@ -39,7 +39,7 @@ for i in range(int(sys.argv[1])):
     print(f"Prompt {i}: a short note about {topics[i % len(topics)]}, written for a curious reader,")
 PY
 for b in 1 "$B"; do
-  /usr/bin/time -f %e -o "$out/time$b" "$build/gen" --model "$model" --prompts-file "$out/prompts.txt" \
+  "$build/gen" --model "$model" --prompts-file "$out/prompts.txt" \
     --batch-size "$b" -n "$N" --temperature 0 --ignore-eos --json "$@" >"$out/b$b.jsonl" 2>"$out/err$b" \
     || { cat "$out/err$b" >&2; exit 1; }
 done
