@@ -15,6 +15,15 @@ using namespace gen::test;
 
 namespace {
 
+// A fixture model on the CPU backend with its generator.
+struct Rig {
+  explicit Rig(const char* name) : f(load_fixture(name)), be(f.weights, 2), tok(tiny_tokenizer(f.cfg.vocab_size)) {}
+  Fixture f;
+  CpuBackend be;
+  Tokenizer tok;
+  Generator g{be, tok};
+};
+
 // Prompts of uneven lengths and budgets, so sequences finish at different steps and waiting ones
 // take their slots mid-run.
 std::vector<Request> mixed_requests(int n, int vocab, int max_prompt, uint64_t seed, float temperature) {
@@ -53,10 +62,9 @@ std::map<int, GenResult> run_all(Generator& g, const std::vector<Request>& reqs,
 }  // namespace
 
 TEST_CASE("Each prompt of a batch run gets the tokens it gets alone, at batch sizes 1, 3 and 16", "[batch]") {
-  Fixture f = load_fixture("tiny-f32");
-  CpuBackend be(f.weights, 2);
-  Tokenizer tok = tiny_tokenizer(f.cfg.vocab_size);
-  Generator g(be, tok);
+  Rig rig("tiny-f32");
+  const Fixture& f = rig.f;
+  Generator& g = rig.g;
   for (float temperature : {0.0f, 0.9f}) {
     const auto reqs = mixed_requests(21, f.cfg.vocab_size, 30, temperature > 0 ? 7 : 5, temperature);
     std::vector<GenResult> alone;
@@ -82,10 +90,8 @@ TEST_CASE("Each prompt of a batch run gets the tokens it gets alone, at batch si
 }
 
 TEST_CASE("Continuous batching refills a freed slot in the next step", "[batch]") {
-  Fixture f = load_fixture("tiny-f32");
-  CpuBackend be(f.weights, 2);
-  Tokenizer tok = tiny_tokenizer(f.cfg.vocab_size);
-  Generator g(be, tok);
+  Rig rig("tiny-f32");
+  Generator& g = rig.g;
   std::vector<Request> reqs(3);
   for (int i = 0; i < 3; ++i) {
     reqs[i].index = i;
@@ -110,10 +116,8 @@ TEST_CASE("Continuous batching refills a freed slot in the next step", "[batch]"
 }
 
 TEST_CASE("A session reuses its cached prefix and gives the tokens of a fresh run", "[batch]") {
-  Fixture f = load_fixture("tiny-f16");
-  CpuBackend be(f.weights, 2);
-  Tokenizer tok = tiny_tokenizer(f.cfg.vocab_size);
-  Generator g(be, tok);
+  Rig rig("tiny-f16");
+  Generator& g = rig.g;
   GenOptions o;
   o.max_new_tokens = 6;
   o.sampling.temperature = 0;
@@ -142,10 +146,9 @@ TEST_CASE("A session reuses its cached prefix and gives the tokens of a fresh ru
 }
 
 TEST_CASE("Stop strings end a sequence once its text contains one", "[batch]") {
-  Fixture f = load_fixture("tiny-f32");
-  CpuBackend be(f.weights, 2);
-  Tokenizer tok = tiny_tokenizer(f.cfg.vocab_size);
-  Generator g(be, tok);
+  Rig rig("tiny-f32");
+  const Fixture& f = rig.f;
+  Generator& g = rig.g;
   GenOptions o;
   o.max_new_tokens = 30;
   o.sampling.temperature = 0;
@@ -168,10 +171,9 @@ TEST_CASE("Stop strings end a sequence once its text contains one", "[batch]") {
 }
 
 TEST_CASE("An interrupted batch reports its live sequences once, as interrupted, and no waiting one", "[batch]") {
-  Fixture f = load_fixture("tiny-f32");
-  CpuBackend be(f.weights, 2);
-  Tokenizer tok = tiny_tokenizer(f.cfg.vocab_size);
-  Generator g(be, tok);
+  Rig rig("tiny-f32");
+  const Fixture& f = rig.f;
+  Generator& g = rig.g;
   auto reqs = mixed_requests(10, f.cfg.vocab_size, 10, 3, 0);
   for (auto& r : reqs) {
     r.opt.max_new_tokens = 20;
@@ -202,10 +204,8 @@ TEST_CASE("An interrupted batch reports its live sequences once, as interrupted,
 }
 
 TEST_CASE("A batch run checks every prompt before it starts", "[batch]") {
-  Fixture f = load_fixture("tiny-f32");
-  CpuBackend be(f.weights, 1);
-  Tokenizer tok = tiny_tokenizer(f.cfg.vocab_size);
-  Generator g(be, tok);
+  Rig rig("tiny-f32");
+  Generator& g = rig.g;
   std::vector<Request> reqs(2);
   reqs[0].prompt = {1, 2};
   reqs[1].prompt = std::vector<int>(65, 3);  // n_positions is 64
