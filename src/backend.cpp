@@ -7,7 +7,7 @@ namespace gen {
 size_t KVCache::bytes_used() const {
   size_t positions = 0;
   for (int n : len_) positions += size_t(n);
-  return size_t(2) * n_layer_ * positions * n_embd_ * elem_;
+  return bytes_for_positions(positions);
 }
 
 void check_cache_shape(const ModelConfig& c, int slots, int max_ctx) {

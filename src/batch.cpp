@@ -62,7 +62,8 @@ BatchOutput::BatchOutput(const std::string& path, bool resume, const std::vector
   }
   if (exists && resume) {
     std::string content = read_all(path);
-    const size_t keep = content.rfind('\n') == std::string::npos ? 0 : content.rfind('\n') + 1;
+    const size_t last_newline = content.rfind('\n');
+    const size_t keep = last_newline == std::string::npos ? 0 : last_newline + 1;
     if (keep < content.size()) {  // a line cut by a kill: drop it, its prompt runs again
       if (::truncate(path.c_str(), off_t(keep)) != 0) {
         throw Error(std::string("cannot cut the partial last line: ") + std::strerror(errno) + " (" + path + ")");
@@ -103,6 +104,11 @@ namespace gen {
 
 namespace {
 
+// The most tokens a request can generate: its budget, or what the context leaves after its prompt.
+long token_budget(const GenOptions& o, size_t prompt_tokens, int max_ctx) {
+  return std::min<long>(o.max_new_tokens, max_ctx - long(prompt_tokens));
+}
+
 GenOptions request_options(const GenOptions& base, const PromptSpec& p) {
   GenOptions o = base;
   if (p.max_new_tokens) o.max_new_tokens = *p.max_new_tokens;
@@ -120,18 +126,17 @@ class Emitter {
   Emitter(const BatchContext& ctx, BatchOutput* file) : ctx_(ctx), file_(file) {}
   void result(const PromptSpec& p, const GenResult& r) {
     if (file_ || ctx_.opt.json) {
-      RunInfo info{p.index, p.text, ctx_.device, ctx_.opt.gen.use_cache, ""};
-      put(p.index, result_json(info, r) + "\n");
+      put_json(p.index, result_json(RunInfo{p.index, p.text, ctx_.device, ctx_.opt.gen.use_cache, ""}, r));
     } else {
-      put(p.index, p.text + r.text + "\n\n");
+      put_stdout(p.index, p.text + r.text + "\n\n");
     }
   }
   void error(const PromptSpec& p, const std::string& msg) {
     if (file_ || ctx_.opt.json) {
-      put(p.index, json_line(json{{"index", p.index}, {"line", p.line}, {"prompt", p.text}, {"error", msg}}) + "\n");
+      put_json(p.index, json_line(json{{"index", p.index}, {"line", p.line}, {"prompt", p.text}, {"error", msg}}));
     } else {
       std::cerr << "[gen] prompt " << p.index << " (line " << p.line << ") failed: " << msg << "\n";
-      put(p.index, "");
+      put_stdout(p.index, "");
     }
   }
   // After an interruption: what finished is printed even where an earlier prompt never will be.
@@ -142,12 +147,14 @@ class Emitter {
   }
 
  private:
-  void put(int index, std::string text) {
+  void put_json(int index, const std::string& line) {
     if (file_) {
-      if (!text.empty()) text.pop_back();
-      file_->write_line(index, text);
-      return;
+      file_->write_line(index, line);
+    } else {
+      put_stdout(index, line + "\n");
     }
+  }
+  void put_stdout(int index, std::string text) {
     pending_[index] = std::move(text);
     while (!pending_.empty() && pending_.begin()->first == next_) {
       std::cout << pending_.begin()->second;
@@ -224,7 +231,7 @@ std::vector<Request> make_requests(const BatchContext& ctx, const std::vector<Pr
       ++*failed;
       continue;
     }
-    *budget += std::min<long>(r.opt.max_new_tokens, max_ctx - long(r.prompt.size()));
+    *budget += token_budget(r.opt, r.prompt.size(), max_ctx);
     requests.push_back(std::move(r));
   }
   return requests;
@@ -249,13 +256,12 @@ int run_batch(const BatchContext& ctx, const std::vector<PromptSpec>& prompts, B
     const PromptSpec& p = prompts[size_t(index)];
     out.result(p, r);
     ++finished;
-    const long asked = std::min<long>(request_options(opt.gen, p).max_new_tokens, max_ctx - long(r.prompt_tokens.size()));
+    const long asked = token_budget(request_options(opt.gen, p), r.prompt_tokens.size(), max_ctx);
     progress.finished(std::max(0L, asked - long(r.tokens.size())));
   };
-  const char* mode = opt.gen.use_cache ? "cache" : "no-cache";
   cb.on_step = [&](const StepInfo& s) {
     progress.step(s.batch);
-    if (ctx.trace) ctx.trace->row(mode, s);
+    if (ctx.trace) ctx.trace->row(opt.gen.use_cache, s);
   };
   const auto t0 = Clock::now();
   install_sigint();

@@ -119,8 +119,6 @@ int Generator::loop(const std::vector<Request>& requests, const GenOptions& run_
     own_cache = backend_.make_cache(B, max_ctx);
     cache = own_cache.get();
   }
-  const size_t kv_elem =
-      cache ? cache->bytes() / KVCache::bytes_for(cfg.n_layer, cfg.n_embd, cache->slots(), cache->max_ctx(), 1) : 0;
   backend_.reserve(max_step_tokens(requests, B, max_ctx, cache != nullptr));
   std::vector<int> free_slots;
   for (int s = B - 1; s >= 0; --s) free_slots.push_back(s);
@@ -141,7 +139,7 @@ int Generator::loop(const std::vector<Request>& requests, const GenOptions& run_
     }
     if (cache) {
       L.res.kv_bytes_allocated = cache->bytes();
-      L.res.kv_bytes_used = KVCache::bytes_for(cfg.n_layer, cfg.n_embd, 1, L.computed, kv_elem);
+      L.res.kv_bytes_used = cache->bytes_for_positions(size_t(L.computed));
     }
     L.res.timing.total_ms = ms_since(t_start);
     if (session) session->tokens.assign(L.seq.begin(), L.seq.begin() + L.computed);

@@ -72,7 +72,7 @@ ModelSource find_model_source(const std::string& model_arg) {
   if (fs::is_directory(model_arg)) {
     dir = model_arg;
   } else {
-    const std::string name = model_arg.rfind("models/", 0) == 0 ? model_arg.substr(7) : model_arg;
+    const std::string name = model_name(model_arg);
     if (!is_known_model_name(name)) {
       throw InputError("no model directory '" + model_arg +
                            "' and not a known name (gpt2, gpt2-medium, gpt2-large, gpt2-xl)",

@@ -26,17 +26,18 @@ int exit_code(const gen::GenResult& r) {
   return r.finish_reason == "interrupted" ? int(gen::ExitCode::interrupted) : 0;
 }
 
+// Streamed text mode: the prompt now, then each piece of generated text as it comes.
+gen::TextCallback echo_and_stream(const std::string& prompt) {
+  std::cout << prompt << std::flush;
+  return [](const std::string& s) { std::cout << s << std::flush; };
+}
+
 // One prompt, text streamed to stdout (or one JSON line), the summary on stderr.
 int run_single(const gen::Options& opt, gen::Generator& generator, const std::vector<int>& ids,
                const std::string& prompt, const gen::RunInfo& info, double load_ms, gen::TraceWriter* trace) {
-  gen::TextCallback stream;
-  if (!opt.json) {
-    std::cout << prompt << std::flush;
-    stream = [](const std::string& s) { std::cout << s << std::flush; };
-  }
-  const char* mode = opt.gen.use_cache ? "cache" : "no-cache";
+  const gen::TextCallback stream = opt.json ? gen::TextCallback() : echo_and_stream(prompt);
   std::function<void(const gen::StepInfo&)> on_step;
-  if (trace) on_step = [&](const gen::StepInfo& s) { trace->row(mode, s); };
+  if (trace) on_step = [&](const gen::StepInfo& s) { trace->row(opt.gen.use_cache, s); };
   gen::GenResult res = generator.generate(ids, opt.gen, stream, nullptr, on_step);
   res.timing.load_ms = load_ms;
   if (trace) trace->close();
@@ -56,16 +57,11 @@ int run_compare(const gen::Options& opt, gen::Generator& generator, const std::v
   for (int i = 0; i < 2; ++i) {
     gen::GenOptions o = opt.gen;
     o.use_cache = i == 0;
-    const char* mode = o.use_cache ? "cache" : "no-cache";
     auto on_step = [&](const gen::StepInfo& s) {
       runs[i].step_ms.push_back(s.ms);
-      if (trace) trace->row(mode, s);
+      if (trace) trace->row(o.use_cache, s);
     };
-    gen::TextCallback stream;
-    if (!opt.json && i == 0) {
-      std::cout << prompt << std::flush;
-      stream = [](const std::string& s) { std::cout << s << std::flush; };
-    }
+    const gen::TextCallback stream = !opt.json && i == 0 ? echo_and_stream(prompt) : gen::TextCallback();
     if (!opt.json) std::cerr << "[gen] --compare: running " << (o.use_cache ? "with" : "without") << " the KV cache\n";
     runs[i].result = generator.generate(ids, o, stream, nullptr, on_step);
     if (i == 0 && !opt.json) std::cout << "\n" << std::flush;

@@ -25,11 +25,15 @@ std::string exe_dir() {
 }
 }  // namespace
 
+std::string model_name(const std::string& model_arg) {
+  return model_arg.rfind("models/", 0) == 0 ? model_arg.substr(7) : model_arg;
+}
+
 std::string resolve_model_dir(const std::string& model_arg) {
   if (model_arg.empty()) throw InputError("--model is empty", "--model");
   if (fs::is_directory(model_arg)) return model_arg;
   // "models/gpt2" (the default) also finds the models/ folder beside the build when run elsewhere.
-  const std::string name = model_arg.rfind("models/", 0) == 0 ? model_arg.substr(7) : model_arg;
+  const std::string name = model_name(model_arg);
   if (!is_known_model_name(name)) {
     throw InputError("model directory not found: " + model_arg, "--model");
   }

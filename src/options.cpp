@@ -21,10 +21,8 @@ void validate(const Options& o) {
   if (o.resume && o.output.empty()) throw InputError("--resume needs --output FILE", "--resume");
   if (!o.output.empty() && !o.prompts_file) throw InputError("--output goes with --prompts-file", "--output");
   if (o.compare && o.prompts_file) throw InputError("--compare takes one prompt, not --prompts-file", "--compare");
-  if (!o.gen.stop_strings.empty()) {
-    for (const auto& s : o.gen.stop_strings) {
-      if (s.empty()) throw InputError("--stop needs a non-empty string", "--stop");
-    }
+  for (const auto& s : o.gen.stop_strings) {
+    if (s.empty()) throw InputError("--stop needs a non-empty string", "--stop");
   }
 }
 

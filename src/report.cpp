@@ -21,8 +21,8 @@ TraceWriter::~TraceWriter() {
   std::remove(path_.c_str());
 }
 
-void TraceWriter::row(const char* mode, const StepInfo& s) {
-  if (f_) std::fprintf(f_, "%s,%d,%d,%d,%.4f\n", mode, s.step, s.context, s.batch, s.ms);
+void TraceWriter::row(bool use_cache, const StepInfo& s) {
+  if (f_) std::fprintf(f_, "%s,%d,%d,%d,%.4f\n", use_cache ? "cache" : "no-cache", s.step, s.context, s.batch, s.ms);
 }
 
 void TraceWriter::close() {

@@ -28,6 +28,8 @@ class KVCache {
   size_t bytes() const { return bytes_for(n_layer_, n_embd_, slots_, max_ctx_, elem_); }
   // Bytes holding positions actually written (all slots).
   size_t bytes_used() const;
+  // Bytes that `positions` positions of one slot take.
+  size_t bytes_for_positions(size_t positions) const { return bytes_for(n_layer_, n_embd_, 1, 1, elem_) * positions; }
   static size_t bytes_for(int n_layer, int n_embd, int slots, int max_ctx, size_t elem) {
     return size_t(2) * n_layer * slots * size_t(max_ctx) * n_embd * elem;
   }

@@ -12,6 +12,8 @@ namespace gen {
 
 // The four GPT-2 sizes gen knows by name; `--model NAME` means models/NAME.
 bool is_known_model_name(const std::string& name);
+// `--model` without a leading "models/" (the default "models/gpt2" names gpt2 as well).
+std::string model_name(const std::string& model_arg);
 
 // A directory as given, or a known name looked up in $GEN_MODELS_DIR, ./models and the models/
 // folder next to the build directory. Throws InputError saying how to get the model when absent.

@@ -18,7 +18,7 @@ class TraceWriter {
   ~TraceWriter();
   TraceWriter(const TraceWriter&) = delete;
   TraceWriter& operator=(const TraceWriter&) = delete;
-  void row(const char* mode, const StepInfo& s);
+  void row(bool use_cache, const StepInfo& s);  // mode "cache" or "no-cache"
   void close();  // flushes; throws when the data did not reach the file
 
  private:
