@@ -104,23 +104,28 @@ struct StepIO {
   }
   void reserve(int N, int B) {
     if (N <= n_cap && B <= b_cap) return;
+    N = std::max(N, n_cap);
+    B = std::max(B, b_cap);
     release();
-    n_cap = std::max(N, n_cap);
-    b_cap = std::max(B, b_cap);
-    const size_t n_ints = 4 * size_t(n_cap) + b_cap;
+    n_cap = b_cap = 0;  // until every allocation below has succeeded (a throw leaves an empty StepIO)
+    const size_t n_ints = 4 * size_t(N) + B;
     CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&h_ints), n_ints * sizeof(int)));
-    CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&h_params), b_cap * sizeof(cuda::SampleParams)));
-    CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&h_tokens), b_cap * sizeof(int)));
+    CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&h_params), B * sizeof(cuda::SampleParams)));
+    CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&h_tokens), B * sizeof(int)));
     ints = cuda::DeviceBuffer<int>(n_ints);
-    params = cuda::DeviceBuffer<cuda::SampleParams>(b_cap);
-    tokens = cuda::DeviceBuffer<int>(b_cap);
+    params = cuda::DeviceBuffer<cuda::SampleParams>(B);
+    tokens = cuda::DeviceBuffer<int>(B);
+    n_cap = N;
+    b_cap = B;
   }
-  // Offsets of the five int arrays for a call with N rows (the layout depends on the capacity only).
-  size_t tokens_at() const { return 0; }
-  size_t positions_at() const { return size_t(n_cap); }
-  size_t slot_at() const { return 2 * size_t(n_cap); }
-  size_t pos_at() const { return 3 * size_t(n_cap); }
-  size_t last_at() const { return 4 * size_t(n_cap); }
+  // Offsets of the five int arrays for a call with N rows, packed by N: a step copies 4N + B ints,
+  // not the capacity. A decode graph has N = B fixed, so its offsets and copy size stay valid.
+  static size_t tokens_at(int) { return 0; }
+  static size_t positions_at(int N) { return size_t(N); }
+  static size_t slot_at(int N) { return 2 * size_t(N); }
+  static size_t pos_at(int N) { return 3 * size_t(N); }
+  static size_t last_at(int N) { return 4 * size_t(N); }
+  static size_t ints_used(int N, int B) { return 4 * size_t(N) + size_t(B); }
 };
 
 template <typename T>
@@ -183,16 +188,23 @@ class CudaBackend final : public Backend {
 
 template <typename T>
 CudaBackend<T>::CudaBackend(std::shared_ptr<const Weights> w, ComputeDType) : host_(std::move(w)), cfg_(host_->cfg) {
-  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  CUBLAS_CHECK(cublasCreate(&blas_));
-  CUBLAS_CHECK(cublasSetStream(blas_, stream_));
-  // A fixed workspace keeps cuBLAS from allocating while a graph is captured.
-  blas_ws_ = cuda::DeviceBuffer<uint8_t>(kBlasWorkspace);
-  CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_ws_.get(), kBlasWorkspace));
-  const char* sync = std::getenv("GEN_SYNC_CHECK");
-  const char* nograph = std::getenv("GEN_NO_GRAPH");
-  use_graphs_ = !(sync && std::strcmp(sync, "1") == 0) && !(nograph && std::strcmp(nograph, "1") == 0);
-  upload_weights();
+  try {  // a throw skips the destructor: release the handles here (the buffers free themselves)
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&blas_));
+    CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+    // A fixed workspace keeps cuBLAS from allocating while a graph is captured (after SetStream,
+    // which resets the workspace to the default pool).
+    blas_ws_ = cuda::DeviceBuffer<uint8_t>(kBlasWorkspace);
+    CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_ws_.get(), kBlasWorkspace));
+    const char* sync = std::getenv("GEN_SYNC_CHECK");
+    const char* nograph = std::getenv("GEN_NO_GRAPH");
+    use_graphs_ = !(sync && std::strcmp(sync, "1") == 0) && !(nograph && std::strcmp(nograph, "1") == 0);
+    upload_weights();
+  } catch (...) {
+    if (blas_) cublasDestroy(blas_);
+    if (stream_) cudaStreamDestroy(stream_);
+    throw;
+  }
 }
 
 template <typename T>
@@ -238,6 +250,15 @@ void CudaBackend<T>::reserve_rows(int N, int B) {
   if (N <= n_cap_ && B <= b_cap_) return;
   N = std::max(N, n_cap_);
   B = std::max(B, b_cap_);
+  // Captured graphs hold the old pointers: drop them before any buffer is replaced. The old buffers
+  // go first (every call has synchronized), so the check and the peak count only the new ones, and
+  // the capacity stays 0 until every allocation has succeeded.
+  for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
+  graphs_.clear();
+  n_cap_ = b_cap_ = 0;
+  for (auto* buf : {&x_, &h_, &qkv_, &att_, &tmp_, &f_, &last_, &lastn_}) *buf = cuda::DeviceBuffer<T>();
+  logits_ = cuda::DeviceBuffer<float>();
+  attn_ws_ = cuda::DeviceBuffer<float>();
   const size_t C = cfg_.n_embd, H = cfg_.n_head, D = cfg_.head_dim(), V = cfg_.vocab_size;
   const size_t ws = cuda::attention_workspace_floats(std::min(N, kSplitRows), int(H), int(D), kMaxSplits);
   const size_t need = (N * C * 5 + N * 3 * C + N * 4 * C + 2 * B * C) * sizeof(T) + (B * V + ws) * sizeof(float);
@@ -252,9 +273,6 @@ void CudaBackend<T>::reserve_rows(int N, int B) {
   io_.reserve(N, B);
   n_cap_ = N;
   b_cap_ = B;
-  // Captured graphs hold the old pointers.
-  for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
-  graphs_.clear();
 }
 
 template <typename T>
@@ -269,23 +287,23 @@ int CudaBackend<T>::fill_inputs(const std::vector<SeqInput>& batch, const KVCach
   for (int i = 0; i < B; ++i) {
     const SeqInput& s = batch[i];
     for (size_t t = 0; t < s.tokens.size(); ++t, ++r) {
-      h[io_.tokens_at() + r] = s.tokens[t];
-      h[io_.positions_at() + r] = s.pos0 + int(t);
+      h[StepIO::tokens_at(N) + r] = s.tokens[t];
+      h[StepIO::positions_at(N) + r] = s.pos0 + int(t);
       // Without a cache, sequence i uses slot i of a one-layer scratch cache.
-      h[io_.slot_at() + r] = cache ? s.slot : i;
-      h[io_.pos_at() + r] = s.pos0 + int(t);
+      h[StepIO::slot_at(N) + r] = cache ? s.slot : i;
+      h[StepIO::pos_at(N) + r] = s.pos0 + int(t);
     }
-    h[io_.last_at() + i] = r - 1;
+    h[StepIO::last_at(N) + i] = r - 1;
   }
   return N;
 }
 
 template <typename T>
-void CudaBackend<T>::enqueue_inputs(int, int B, bool with_params) {
-  // The whole pinned block in one copy: its layout depends on the capacity only, so a captured graph
-  // replays the same copy with new contents.
-  const size_t n_ints = 4 * size_t(io_.n_cap) + io_.b_cap;
-  CUDA_CHECK(cudaMemcpyAsync(io_.ints.get(), io_.h_ints, n_ints * sizeof(int), cudaMemcpyHostToDevice, stream_));
+void CudaBackend<T>::enqueue_inputs(int N, int B, bool with_params) {
+  // The used part of the pinned block in one copy; a captured graph (N = B) replays the same copy of
+  // the same pinned bytes with the step's new contents.
+  CUDA_CHECK(cudaMemcpyAsync(io_.ints.get(), io_.h_ints, StepIO::ints_used(N, B) * sizeof(int), cudaMemcpyHostToDevice,
+                             stream_));
   if (with_params) {
     CUDA_CHECK(cudaMemcpyAsync(io_.params.get(), io_.h_params, B * sizeof(cuda::SampleParams), cudaMemcpyHostToDevice,
                                stream_));
@@ -304,6 +322,9 @@ template <typename T>
 cuda::CacheLayer<T> CudaBackend<T>::nocache_layer(int B) {
   if (B > nocache_slots_) {  // grows with the batch only: the no-cache loop reuses it every step
     const size_t n = size_t(B) * cfg_.n_positions * cfg_.n_embd;
+    nocache_k_ = cuda::DeviceBuffer<T>();  // the old pair first: the check and the peak count the new one only
+    nocache_v_ = cuda::DeviceBuffer<T>();
+    nocache_slots_ = 0;
     ensure_fits(2 * n * sizeof(T), "the no-cache attention scratch");
     nocache_k_ = cuda::DeviceBuffer<T>(n);
     nocache_v_ = cuda::DeviceBuffer<T>(n);
@@ -317,8 +338,9 @@ void CudaBackend<T>::enqueue_model(int N, int B, CudaKVCache<T>* cache, float* a
   const int C = cfg_.n_embd, H = cfg_.n_head, D = cfg_.head_dim();
   const float eps = cfg_.layer_norm_epsilon;
   const int* ints = io_.ints.get();
-  const int *tokens = ints + io_.tokens_at(), *positions = ints + io_.positions_at();
-  const int *row_slot = ints + io_.slot_at(), *row_pos = ints + io_.pos_at(), *last_rows = ints + io_.last_at();
+  const int *tokens = ints + StepIO::tokens_at(N), *positions = ints + StepIO::positions_at(N);
+  const int *row_slot = ints + StepIO::slot_at(N), *row_pos = ints + StepIO::pos_at(N);
+  const int* last_rows = ints + StepIO::last_at(N);
   const cuda::AttentionWorkspace ws{attn_ws_.get(), N <= kSplitRows ? kMaxSplits : 1};
   cuda::CacheLayer<T> scratch{};
   if (!cache) scratch = nocache_layer(B);
