@@ -22,7 +22,9 @@ constexpr int kVec = 16 / int(sizeof(T));
 constexpr int kThreads = 256;
 constexpr size_t kMaxBlocks = 8192;  // grid-stride loops cover the rest
 constexpr int kLnThreads = 128;      // add_layernorm: one block per row
-constexpr int kLnMaxC = 12288;       // its fp32 row copy must fit the default 48 KB of shared memory
+// Its fp32 row copy (dynamic) plus red[] (static, 144 bytes as ptxas pads it) must fit together in the
+// 48 KB a block gets without an opt-in; 12288 floats alone would fill it. 256 bytes are left for red[].
+constexpr int kLnMaxC = 12288 - 64;
 
 __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }

@@ -5,11 +5,14 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "gen/cpu_ops.h"
 #include "gen/cuda_common.h"
 #include "gen/cuda_kernels.h"
+#include "gen/error.h"
 #include "test_util.h"
 
 using gen::cuda::DeviceBuffer;
@@ -236,12 +239,31 @@ TEMPLATE_TEST_CASE("add_layernorm adds the residual and normalizes each row", "[
       check_add_layernorm<TestType>(N, C, false, false, 0, rng);  // plain layernorm, x untouched
     }
   }
+  for (int C : {1024, 1280}) check_add_layernorm<TestType>(31, C, true, true, 0, rng);  // gpt2-medium, -large
   check_add_layernorm<TestType>(31, 768, true, false, 0, rng);  // no bias
   check_add_layernorm<TestType>(31, 768, true, true, 1, rng);   // misaligned pointers: the scalar path
   check_add_layernorm<TestType>(31, 1600, false, false, 1, rng);
   gen::cuda::add_layernorm<TestType>(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 768, 1e-5f,
                                      nullptr);
   sync();
+}
+
+TEMPLATE_TEST_CASE("add_layernorm runs at its widest rows or refuses them by name", "[cuda][elementwise]", float,
+                   __half) {
+  // Its row copy and its static reduction slots share the 48 KB of shared memory a block gets: a width the
+  // launcher accepts must launch (no CUDA "invalid argument"), a wider one must get the launcher's error.
+  std::mt19937 rng(8);
+  check_add_layernorm<TestType>(3, 8192, true, true, 0, rng);
+  for (int C : {12224, 12240, 12256, 12280, 12288, 12289}) {
+    INFO("C " << C);
+    try {
+      check_add_layernorm<TestType>(3, C, true, true, 0, rng);
+    } catch (const gen::Error& e) {
+      const std::string what = e.what();
+      INFO(what);
+      REQUIRE(what.rfind("cuda::add_layernorm: n_embd", 0) == 0);
+    }
+  }
 }
 
 TEST_CASE("add_layernorm keeps its accuracy on rows with a large mean", "[cuda][elementwise]") {
@@ -255,7 +277,7 @@ TEMPLATE_TEST_CASE("bias_act adds the bias and applies gelu_new", "[cuda][elemen
                    __nv_bfloat16) {
   std::mt19937 rng(5);
   std::vector<int> cols_list(std::begin(kCols), std::end(kCols));
-  cols_list.push_back(3072);
+  for (int cols : {2304, 3072, 6400}) cols_list.push_back(cols);  // 3 x 768, 4 x 768, 4 x 1600
   for (int cols : cols_list) {
     for (int N : kRows) {
       for (int mode = 0; mode < 3; ++mode) {  // 0: bias + gelu, 1: bias only, 2: gelu without bias
@@ -320,5 +342,55 @@ TEMPLATE_TEST_CASE("gather_rows copies the chosen rows", "[cuda][elementwise]", 
         require_close(out, ref, 0, 0);
       }
     }
+  }
+}
+
+TEMPLATE_TEST_CASE("grid-stride kernels cover tensors larger than their grid", "[cuda][elementwise]", float,
+                   __half, __nv_bfloat16) {
+  // The launchers cap the grid at 8192 blocks of 256 threads (2^21 threads); these sizes give every
+  // thread several packs (or elements), so the `v += thread_stride()` steps run.
+  std::mt19937 rng(9);
+  {  // convert: a weight-upload chunk (16M floats) plus a tail of 3
+    const size_t n = (size_t(16) << 20) + 3;
+    Tensor<float> src = random_tensor<float>(n, rng, 0.0f, 10.0f);
+    Tensor<TestType> mid = poisoned<TestType>(n);
+    Tensor<float> back = poisoned<float>(n);
+    gen::cuda::convert_from_f32(mid.get(), src.get(), n, nullptr);
+    gen::cuda::convert_to_f32(back.get(), mid.get(), n, nullptr);
+    sync();
+    std::vector<float> ref(n);
+    for (size_t i = 0; i < n; ++i) ref[i] = round_t<TestType>(src.host[i]);
+    require_close(back, ref, 0, 0);
+    REQUIRE(mid.guard_intact());
+  }
+  for (const auto& [N, cols] : {std::pair{2700, 6400}, std::pair{200000, 13}}) {  // packed; scalar
+    INFO("bias_act N " << N << " cols " << cols);
+    const size_t n = size_t(N) * cols;
+    Tensor<TestType> x = random_tensor<TestType>(n, rng, 0.0f, 2.0f);
+    Tensor<TestType> bias = random_tensor<TestType>(cols, rng, 0.0f, 0.5f);
+    gen::cuda::bias_act(x.get(), bias.get(), N, cols, true, nullptr);
+    sync();
+    std::vector<float> ref(n);
+    for (size_t i = 0; i < n; ++i) ref[i] = x.host[i] + bias.host[i % cols];
+    gen::cpu::gelu_inplace(ref.data(), n);
+    for (float& v : ref) v = round_t<TestType>(v);
+    require_close(x, ref, Tol<TestType>::atol, Tol<TestType>::rtol);
+  }
+  {  // embed: rows found by division of the pack index
+    const int vocab = 97, n_pos = 1024, N = 11000, C = 1600;
+    Tensor<TestType> wte = random_tensor<TestType>(size_t(vocab) * C, rng);
+    Tensor<TestType> wpe = random_tensor<TestType>(size_t(n_pos) * C, rng, 0.0f, 0.5f);
+    std::vector<int> tok(N), pos(N);
+    for (int r = 0; r < N; ++r) tok[r] = int(rng() % vocab), pos[r] = r % n_pos;
+    DeviceBuffer<int> d_tok = upload_ints(tok), d_pos = upload_ints(pos);
+    Tensor<TestType> out = poisoned<TestType>(size_t(N) * C);
+    gen::cuda::embed(out.get(), d_tok.get(), d_pos.get(), N, wte.get(), wpe.get(), C, nullptr);
+    sync();
+    std::vector<float> ref(size_t(N) * C);
+    for (int r = 0; r < N; ++r) {
+      gen::cpu::embed(ref.data() + size_t(r) * C, &tok[r], 1, pos[r], wte.host.data(), wpe.host.data(), C);
+    }
+    for (float& v : ref) v = round_t<TestType>(v);
+    require_close(out, ref, Tol<TestType>::atol, Tol<TestType>::rtol);
   }
 }
