@@ -174,9 +174,10 @@ std::vector<float> reference(const AttnCase<T>& c) {
 }
 
 // Runs attention into a NaN-poisoned output; *split_ran says whether the NaN-poisoned workspace was
-// written, i.e. whether the split + merge path ran.
+// written, i.e. whether the split + merge path ran; *ws_out receives the workspace [N, H, max_splits, D + 2].
 template <typename T>
-std::vector<float> run_attention(const AttnCase<T>& c, int max_splits, bool* split_ran = nullptr) {
+std::vector<float> run_attention(const AttnCase<T>& c, int max_splits, bool* split_ran = nullptr,
+                                 std::vector<float>* ws_out = nullptr) {
   DeviceBuffer<T> out(size_t(c.N()) * c.H * c.D);
   fill_nan(out);
   DeviceBuffer<float> partial(gen::cuda::attention_workspace_floats(c.N(), c.H, c.D, max_splits));
@@ -184,9 +185,10 @@ std::vector<float> run_attention(const AttnCase<T>& c, int max_splits, bool* spl
   gen::cuda::attention<T>(out.get(), c.qkv.dev.get(), c.cache(), c.d_slot.get(), c.d_pos.get(), c.N(), c.H,
                           c.D, AttentionWorkspace{partial.get(), max_splits}, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
-  if (split_ran) {
+  if (split_ran || ws_out) {
     auto ws = download(partial);
-    *split_ran = std::any_of(ws.begin(), ws.end(), [](float x) { return !std::isnan(x); });
+    if (split_ran) *split_ran = std::any_of(ws.begin(), ws.end(), [](float x) { return !std::isnan(x); });
+    if (ws_out) *ws_out = std::move(ws);
   }
   return download(out);
 }
@@ -216,6 +218,7 @@ TEMPLATE_TEST_CASE("decode attention equals the CPU twin", "[cuda][attention]", 
   for (int rows : {1, 8, 64})
     for (int ctx : {1, 31, 64, 1000, 1024})
       check_attention(decode_case<TestType>(rows, ctx, 4, 64, seed += 10), 32);
+  check_attention(decode_case<TestType>(8, 1000, 25, 64, seed += 10), 32);  // GPT-2 XL's 25 heads
 }
 
 TEMPLATE_TEST_CASE("attention handles odd head sizes", "[cuda][attention]", float, __half, __nv_bfloat16) {
@@ -230,6 +233,40 @@ TEMPLATE_TEST_CASE("prefill attention equals the CPU twin", "[cuda][attention]",
   check_attention(prefill_case<TestType>(31, 4, 64, 500), 32);
   check_attention(prefill_case<TestType>(1025, 4, 64, 510), 32);
   check_attention(prefill_case<TestType>(1025, 4, 64, 520), 1);
+}
+
+// One step as the backend batches it: the 31 prompt rows of slot 1 continuing at position 969 (row t
+// attends 0..969+t), then decode rows of other slots at 999, 64 (65 keys: a second chunk of one key),
+// 63 (exactly one chunk) and 0. 34 rows x 4 heads cannot fill the GPU, so the long rows are split.
+TEMPLATE_TEST_CASE("a mixed prompt and decode batch equals the CPU twin", "[cuda][attention]", float, __half,
+                   __nv_bfloat16) {
+  std::vector<int> slot(31, 1), pos(31);
+  for (int t = 0; t < 31; ++t) pos[t] = 969 + t;
+  slot.insert(slot.end(), {0, 2, 3, 4});
+  pos.insert(pos.end(), {999, 64, 63, 0});
+  const auto c = make_case<TestType>(4, 64, 5, 1000, slot, pos, 800);
+  bool split_ran = false;
+  const auto got = run_attention(c, 32, &split_ran);
+  const auto ref = reference(c);
+  CHECK(split_ran);
+  REQUIRE(check_close(got.data(), ref.data(), ref.size(), Tol<TestType>::atol, Tol<TestType>::rtol) == "");
+}
+
+// max_ctx 4096, 2 rows x 2 heads: with 64 SMs or more (every sm_90 part) the launcher cuts 64 chunks of
+// 64 keys, so the merge weighs more splits than its warp has lanes (and the workspace's last split is used).
+TEMPLATE_TEST_CASE("attention merges up to 64 splits", "[cuda][attention]", float, __half, __nv_bfloat16) {
+  const int H = 2, D = 64, max_splits = 64;
+  const auto c = make_case<TestType>(H, D, 2, 4096, {0, 1}, {4095, 2047}, 900);
+  std::vector<float> ws;
+  const auto got = run_attention(c, max_splits, nullptr, &ws);
+  const auto ref = reference(c);
+  REQUIRE(check_close(got.data(), ref.data(), ref.size(), Tol<TestType>::atol, Tol<TestType>::rtol) == "");
+  int dev = 0, sms = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  INFO(sms << " SMs");
+  const size_t last_split = size_t(max_splits - 1) * (D + 2);  // row 0, head 0, split 63
+  if (sms >= 64) CHECK_FALSE(std::isnan(ws[last_split]));
 }
 
 TEMPLATE_TEST_CASE("split and unsplit attention agree", "[cuda][attention]", float, __half, __nv_bfloat16) {
@@ -259,6 +296,18 @@ TEMPLATE_TEST_CASE("split and unsplit attention agree", "[cuda][attention]", flo
   const auto ref = reference(c);
   REQUIRE(check_close(download(out).data(), ref.data(), ref.size(), Tol<TestType>::atol,
                       Tol<TestType>::rtol) == "");
+}
+
+TEMPLATE_TEST_CASE("kv_write skips rows outside the cache", "[cuda][attention]", float, __half, __nv_bfloat16) {
+  const int H = 2, D = 16, ctx = 8, S = 2;
+  auto k = random_tensor<TestType>(size_t(S) * H * ctx * D, 41), v = random_tensor<TestType>(k.ref.size(), 42);
+  auto qkv = random_tensor<TestType>(size_t(3) * 3 * H * D, 43);
+  auto d_slot = upload_ints({-1, 0, 1}), d_pos = upload_ints({0, ctx, -1});  // pos == max_ctx: one past the end
+  gen::cuda::kv_write<TestType>(CacheLayer<TestType>{k.dev.get(), v.dev.get(), ctx}, qkv.dev.get(), d_slot.get(),
+                                d_pos.get(), 3, H, D, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  REQUIRE(check_close(download(k.dev).data(), k.ref.data(), k.ref.size(), 0, 0) == "");
+  REQUIRE(check_close(download(v.dev).data(), v.ref.data(), v.ref.size(), 0, 0) == "");
 }
 
 TEST_CASE("attention launchers reject bad shapes", "[cuda][attention]") {
