@@ -2,6 +2,8 @@
 
 #include "gen/error.h"
 
+#include <vector>
+
 namespace gen {
 
 size_t KVCache::bytes_used() const {
@@ -37,6 +39,14 @@ void check_batch(const ModelConfig& c, const std::vector<SeqInput>& batch, const
     if (cache && (s.slot < 0 || s.slot >= cache->slots() || s.pos0 > cache->length(s.slot))) {
       throw Error("forward: slot " + std::to_string(s.slot) + " position " + std::to_string(s.pos0) +
                   " does not follow the cached positions");
+    }
+  }
+  // Two sequences writing one slot in one step would race on the GPU (kv_write): refuse it on both backends.
+  if (cache) {
+    std::vector<bool> used(size_t(cache->slots()), false);
+    for (const auto& s : batch) {
+      if (used[size_t(s.slot)]) throw Error("forward: slot " + std::to_string(s.slot) + " appears twice in one batch");
+      used[size_t(s.slot)] = true;
     }
   }
 }

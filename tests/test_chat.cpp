@@ -195,7 +195,7 @@ TEST_CASE("chat: a reply ended by EOS leaves it out, and the next turn reuses th
   REQUIRE(t2.reply == "ok2");
 }
 
-TEST_CASE("chat: three turns on real fixtures reuse the cache and equal fresh runs; no-cache agrees",
+TEST_CASE("chat: three turns on real fixtures reuse the cache and equal fresh runs, and no-cache agrees",
           "[chat]") {
   for (const char* name : {"tiny-f32", "tiny-f16", "tiny-bf16"}) {
     Fixture f = load_fixture(name);

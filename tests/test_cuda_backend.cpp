@@ -139,7 +139,7 @@ TEST_CASE("CUDA sampling with a seed gives the CPU's tokens on the same model (f
   }
 }
 
-TEST_CASE("CUDA forward_all and perplexity equal the CPU's; the decode graphs still work after",
+TEST_CASE("CUDA forward_all and perplexity equal the CPU's, and the decode graphs still work after",
           "[cuda][backend][perplexity]") {
   const PerplexityGolden golden = load_perplexity_golden();
   for (const auto& [name, cases] : golden.models) {

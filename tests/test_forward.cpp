@@ -108,6 +108,10 @@ TEST_CASE("forward rejects positions past the cache and ids outside the vocabula
                       Catch::Contains("token id 97 out of range [0, 97)"));
   REQUIRE_THROWS_WITH(be.forward({SeqInput{0, {1}, 2}}, cache.get(), logits.data()),
                       Catch::Contains("does not follow the cached positions"));
+  auto two = be.make_cache(2, 4);
+  std::vector<float> two_logits(2 * size_t(f.cfg.vocab_size));
+  REQUIRE_THROWS_WITH(be.forward({SeqInput{1, {1}, 0}, SeqInput{1, {2}, 0}}, two.get(), two_logits.data()),
+                      Catch::Contains("slot 1 appears twice in one batch"));
   REQUIRE_THROWS_WITH(be.make_cache(1, f.cfg.n_positions + 1), Catch::Contains("context must be 1..40"));
 }
 

@@ -9,7 +9,7 @@
 using namespace gen;
 using namespace gen::test;
 
-TEST_CASE("Plain prompt files: one prompt a line, literally; blank lines skipped", "[prompts]") {
+TEST_CASE("Plain prompt files: one prompt a line, literally, blank lines skipped", "[prompts]") {
   auto p = parse_prompts("first\r\n\n  \nsecond line  \n\t\nthird \\n not a newline", false);
   REQUIRE(p.size() == 3);
   REQUIRE(p[0].text == "first");

@@ -166,7 +166,7 @@ TEST_CASE("top-p keeps the smallest set of most likely tokens whose mass reaches
   REQUIRE(ids == std::set<int>{0, 1, 2});
 }
 
-TEST_CASE("The same seed and step draw the same token; other seeds and steps differ", "[sampler]") {
+TEST_CASE("The same seed and step draw the same token, and other seeds and steps differ", "[sampler]") {
   std::vector<float> l(1000);
   for (int i = 0; i < 1000; ++i) l[i] = std::sin(i * 0.37f) * 3;
   SampleScratch s;
