@@ -51,9 +51,7 @@ if [ -f "$root/build-device/bundle.tgz" ]; then
     echo "library $lib: ${found:-not found}" >>"$log"
   done
   if "$work/bin/gen" --version >>"$log" 2>&1; then bin=$work/bin; fi
-  here=$(cd "$root" && find CMakeLists.txt src include kernels tests -type f | LC_ALL=C sort | xargs sha256sum |
-    sha256sum | cut -c1-16)
-  if [ "$(cat "$work/SOURCE_HASH" 2>/dev/null)" != "$here" ]; then
+  if [ "$(cat "$work/SOURCE_HASH" 2>/dev/null)" != "$(bash "$root/scripts/source_hash.sh")" ]; then
     note "WARNING: the bundle was built from other sources than these (rerun scripts/device_prepare.sh)"
     stale=1
   fi

@@ -17,8 +17,7 @@ for x in "${bins[@]}"; do cp "$b/$x" "$b/bundle/bin/"; done
 for x in "${bins[@]}"; do ldd "$b/$x"; done | awk '/=> \// {print $3}' | sort -u |
   grep -E 'openblas|pcre2|gfortran|quadmath|gomp' | while read -r lib; do cp -L "$lib" "$b/bundle/lib/"; done
 # The sources' hash, so that device_check.sh can tell a stale bundle from a current one.
-(cd "$root" && find CMakeLists.txt src include kernels tests -type f | LC_ALL=C sort | xargs sha256sum | sha256sum |
-  cut -c1-16) >"$b/bundle/SOURCE_HASH"
+bash "$root/scripts/source_hash.sh" >"$b/bundle/SOURCE_HASH"
 parts=(bin lib SOURCE_HASH)
 for tok in "${GEN_TOKENIZER_DIR:-}" "$root/../shared/gpt2-tokenizer" "$root/models/gpt2"; do
   if [ -n "$tok" ] && [ -f "$tok/vocab.json" ] && [ -f "$tok/merges.txt" ]; then

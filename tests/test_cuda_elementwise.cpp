@@ -6,7 +6,6 @@
 #include <cstring>
 #include <random>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "gen/cpu_ops.h"
@@ -158,6 +157,28 @@ TEMPLATE_TEST_CASE("convert_from_f32 and convert_to_f32 round like the host", "[
   sync();
 }
 
+namespace {
+
+// N rows of random tokens at random positions through embed, against the twin row by row.
+template <typename T>
+void check_embed(const Tensor<T>& wte, const Tensor<T>& wpe, int vocab, int n_pos, int N, int C, std::mt19937& rng) {
+  INFO("N " << N << " C " << C);
+  std::vector<int> tok(N), pos(N);
+  for (int r = 0; r < N; ++r) tok[r] = int(rng() % vocab), pos[r] = int(rng() % n_pos);
+  DeviceBuffer<int> d_tok = upload_ints(tok), d_pos = upload_ints(pos);
+  Tensor<T> out = poisoned<T>(size_t(N) * C);
+  gen::cuda::embed(out.get(), d_tok.get(), d_pos.get(), N, wte.get(), wpe.get(), C, nullptr);
+  sync();
+  std::vector<float> ref(size_t(N) * C);
+  for (int r = 0; r < N; ++r) {
+    gen::cpu::embed(ref.data() + size_t(r) * C, &tok[r], 1, pos[r], wte.host.data(), wpe.host.data(), C);
+  }
+  for (float& v : ref) v = round_t<T>(v);
+  require_close(out, ref, Tol<T>::atol, Tol<T>::rtol);
+}
+
+}  // namespace
+
 TEMPLATE_TEST_CASE("embed adds token and position rows", "[cuda][elementwise]", float, __half,
                    __nv_bfloat16) {
   std::mt19937 rng(2);
@@ -165,21 +186,7 @@ TEMPLATE_TEST_CASE("embed adds token and position rows", "[cuda][elementwise]", 
   for (int C : kCols) {
     Tensor<TestType> wte = random_tensor<TestType>(size_t(vocab) * C, rng);
     Tensor<TestType> wpe = random_tensor<TestType>(size_t(n_pos) * C, rng, 0.0f, 0.5f);
-    for (int N : kRows) {
-      INFO("N " << N << " C " << C);
-      std::vector<int> tok(N), pos(N);
-      for (int r = 0; r < N; ++r) tok[r] = int(rng() % vocab), pos[r] = int(rng() % n_pos);
-      DeviceBuffer<int> d_tok = upload_ints(tok), d_pos = upload_ints(pos);
-      Tensor<TestType> out = poisoned<TestType>(size_t(N) * C);
-      gen::cuda::embed(out.get(), d_tok.get(), d_pos.get(), N, wte.get(), wpe.get(), C, nullptr);
-      sync();
-      std::vector<float> ref(size_t(N) * C);
-      for (int r = 0; r < N; ++r) {
-        gen::cpu::embed(ref.data() + size_t(r) * C, &tok[r], 1, pos[r], wte.host.data(), wpe.host.data(), C);
-      }
-      for (float& v : ref) v = round_t<TestType>(v);
-      require_close(out, ref, Tol<TestType>::atol, Tol<TestType>::rtol);
-    }
+    for (int N : kRows) check_embed(wte, wpe, vocab, n_pos, N, C, rng);
   }
 }
 
@@ -273,6 +280,26 @@ TEST_CASE("add_layernorm keeps its accuracy on rows with a large mean", "[cuda][
   check_add_layernorm<float>(64, 1600, false, false, 0, rng, 100.0f);
 }
 
+namespace {
+
+// x = gelu(x + bias) over N rows of cols (bias and gelu each optional), against the twin.
+template <typename T>
+void check_bias_act(int N, int cols, bool gelu, bool with_bias, std::mt19937& rng) {
+  INFO("N " << N << " cols " << cols << " gelu " << gelu << " bias " << with_bias);
+  const size_t n = size_t(N) * cols;
+  Tensor<T> x = random_tensor<T>(n, rng, 0.0f, 2.0f);
+  Tensor<T> bias = random_tensor<T>(cols, rng, 0.0f, 0.5f);
+  gen::cuda::bias_act(x.get(), with_bias ? bias.get() : nullptr, N, cols, gelu, nullptr);
+  sync();
+  std::vector<float> ref(n);
+  for (size_t i = 0; i < n; ++i) ref[i] = x.host[i] + (with_bias ? bias.host[i % cols] : 0.0f);
+  if (gelu) gen::cpu::gelu_inplace(ref.data(), n);
+  for (float& v : ref) v = round_t<T>(v);
+  require_close(x, ref, Tol<T>::atol, Tol<T>::rtol);
+}
+
+}  // namespace
+
 TEMPLATE_TEST_CASE("bias_act adds the bias and applies gelu_new", "[cuda][elementwise]", float, __half,
                    __nv_bfloat16) {
   std::mt19937 rng(5);
@@ -281,18 +308,7 @@ TEMPLATE_TEST_CASE("bias_act adds the bias and applies gelu_new", "[cuda][elemen
   for (int cols : cols_list) {
     for (int N : kRows) {
       for (int mode = 0; mode < 3; ++mode) {  // 0: bias + gelu, 1: bias only, 2: gelu without bias
-        const bool gelu = mode != 1, with_bias = mode != 2;
-        INFO("N " << N << " cols " << cols << " gelu " << gelu << " bias " << with_bias);
-        const size_t n = size_t(N) * cols;
-        Tensor<TestType> x = random_tensor<TestType>(n, rng, 0.0f, 2.0f);
-        Tensor<TestType> bias = random_tensor<TestType>(cols, rng, 0.0f, 0.5f);
-        gen::cuda::bias_act(x.get(), with_bias ? bias.get() : nullptr, N, cols, gelu, nullptr);
-        sync();
-        std::vector<float> ref(n);
-        for (size_t i = 0; i < n; ++i) ref[i] = x.host[i] + (with_bias ? bias.host[i % cols] : 0.0f);
-        if (gelu) gen::cpu::gelu_inplace(ref.data(), n);
-        for (float& v : ref) v = round_t<TestType>(v);
-        require_close(x, ref, Tol<TestType>::atol, Tol<TestType>::rtol);
+        check_bias_act<TestType>(N, cols, mode != 1, mode != 2, rng);
       }
     }
   }
@@ -363,34 +379,12 @@ TEMPLATE_TEST_CASE("grid-stride kernels cover tensors larger than their grid", "
     require_close(back, ref, 0, 0);
     REQUIRE(mid.guard_intact());
   }
-  for (const auto& [N, cols] : {std::pair{2700, 6400}, std::pair{200000, 13}}) {  // packed; scalar
-    INFO("bias_act N " << N << " cols " << cols);
-    const size_t n = size_t(N) * cols;
-    Tensor<TestType> x = random_tensor<TestType>(n, rng, 0.0f, 2.0f);
-    Tensor<TestType> bias = random_tensor<TestType>(cols, rng, 0.0f, 0.5f);
-    gen::cuda::bias_act(x.get(), bias.get(), N, cols, true, nullptr);
-    sync();
-    std::vector<float> ref(n);
-    for (size_t i = 0; i < n; ++i) ref[i] = x.host[i] + bias.host[i % cols];
-    gen::cpu::gelu_inplace(ref.data(), n);
-    for (float& v : ref) v = round_t<TestType>(v);
-    require_close(x, ref, Tol<TestType>::atol, Tol<TestType>::rtol);
-  }
+  check_bias_act<TestType>(2700, 6400, true, true, rng);   // packed
+  check_bias_act<TestType>(200000, 13, true, true, rng);   // scalar
   {  // embed: rows found by division of the pack index
-    const int vocab = 97, n_pos = 1024, N = 11000, C = 1600;
+    const int vocab = 97, n_pos = 1024, C = 1600;
     Tensor<TestType> wte = random_tensor<TestType>(size_t(vocab) * C, rng);
     Tensor<TestType> wpe = random_tensor<TestType>(size_t(n_pos) * C, rng, 0.0f, 0.5f);
-    std::vector<int> tok(N), pos(N);
-    for (int r = 0; r < N; ++r) tok[r] = int(rng() % vocab), pos[r] = r % n_pos;
-    DeviceBuffer<int> d_tok = upload_ints(tok), d_pos = upload_ints(pos);
-    Tensor<TestType> out = poisoned<TestType>(size_t(N) * C);
-    gen::cuda::embed(out.get(), d_tok.get(), d_pos.get(), N, wte.get(), wpe.get(), C, nullptr);
-    sync();
-    std::vector<float> ref(size_t(N) * C);
-    for (int r = 0; r < N; ++r) {
-      gen::cpu::embed(ref.data() + size_t(r) * C, &tok[r], 1, pos[r], wte.host.data(), wpe.host.data(), C);
-    }
-    for (float& v : ref) v = round_t<TestType>(v);
-    require_close(out, ref, Tol<TestType>::atol, Tol<TestType>::rtol);
+    check_embed(wte, wpe, vocab, n_pos, 11000, C, rng);
   }
 }
