@@ -20,8 +20,8 @@
 #include <cstdint>
 #include <string>
 
-#include "gen/cuda_common.h"
-#include "gen/cuda_kernels.h"
+#include "cuda/cuda_common.h"
+#include "cuda_kernels.h"
 
 namespace gen::cuda {
 namespace {

@@ -12,9 +12,9 @@
 #include <climits>
 #include <string>
 
-#include "gen/cuda_common.h"
-#include "gen/cuda_kernels.h"
-#include "gen/sample_rng.h"
+#include "cuda/cuda_common.h"
+#include "cuda_kernels.h"
+#include "engine/sample_rng.h"
 
 namespace gen::cuda {
 

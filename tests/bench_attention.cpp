@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "gen/cuda_common.h"
-#include "gen/cuda_kernels.h"
+#include "cuda/cuda_common.h"
+#include "cuda_kernels.h"
 
 using namespace gen::cuda;
 

@@ -10,9 +10,9 @@
 #include <filesystem>
 #include <vector>
 
-#include "gen/cpu_backend.h"
-#include "gen/model_maker.h"
-#include "gen/safetensors.h"
+#include "cpu/cpu_backend.h"
+#include "model/model_maker.h"
+#include "model/safetensors.h"
 #include "gen/sampler.h"
 
 using Clock = std::chrono::steady_clock;

@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "gen/cuda_backend.h"
-#include "gen/cuda_common.h"
-#include "gen/model_maker.h"
-#include "gen/safetensors.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.h"
+#include "model/model_maker.h"
+#include "model/safetensors.h"
 
 using Clock = std::chrono::steady_clock;
 

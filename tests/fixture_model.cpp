@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "gen/safetensors.h"
+#include "model/safetensors.h"
 #include "test_util.h"
 
 namespace gen::test {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "gen/config.h"
-#include "gen/weights.h"
+#include "model/weights.h"
 
 namespace gen::test {
 

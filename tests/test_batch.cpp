@@ -5,7 +5,7 @@
 #include <random>
 
 #include "fixture_model.h"
-#include "gen/cpu_backend.h"
+#include "cpu/cpu_backend.h"
 #include "gen/error.h"
 #include "gen/generator.h"
 #include "test_util.h"

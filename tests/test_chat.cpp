@@ -6,7 +6,7 @@
 
 #include "fixture_model.h"
 #include "gen/chat.h"
-#include "gen/cpu_backend.h"
+#include "cpu/cpu_backend.h"
 #include "gen/error.h"
 #include "test_util.h"
 

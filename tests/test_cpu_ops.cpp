@@ -4,7 +4,7 @@
 #include <cmath>
 #include <random>
 
-#include "gen/cpu_ops.h"
+#include "cpu/cpu_ops.h"
 #include "test_util.h"
 
 using namespace gen;

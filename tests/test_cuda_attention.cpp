@@ -1,4 +1,4 @@
-// kv_write and attention (kernels/attention.cu) against their CPU twins (gen/cpu_ops.h) on random
+// kv_write and attention (kernels/attention.cu) against their CPU twins (cpu/cpu_ops.h) on random
 // inputs at awkward sizes, for float, __half and __nv_bfloat16 storage. The 16-bit cases feed the CPU
 // twin the same rounded inputs. Outputs start as NaN so that an unwritten element cannot pass.
 // The CUDA cache is [slot][H][max_ctx][D]: one slot's slice is the CPU twin's [H][ctx][D] with
@@ -10,9 +10,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "gen/cpu_ops.h"
-#include "gen/cuda_common.h"
-#include "gen/cuda_kernels.h"
+#include "cpu/cpu_ops.h"
+#include "cuda/cuda_common.h"
+#include "cuda_kernels.h"
 #include "test_util.h"
 
 using gen::cuda::AttentionWorkspace;

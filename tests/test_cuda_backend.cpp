@@ -6,10 +6,10 @@
 #include <cmath>
 
 #include "fixture_model.h"
-#include "gen/cpu_backend.h"
-#include "gen/cuda_backend.h"
+#include "cpu/cpu_backend.h"
+#include "cuda/cuda_backend.h"
 #include "gen/generator.h"
-#include "gen/model_maker.h"
+#include "model/model_maker.h"
 #include "gen/perplexity.h"
 #include "perplexity_golden.h"
 #include "test_util.h"

@@ -1,4 +1,4 @@
-// kernels/elementwise.cu against the CPU twins (gen/cpu_ops.h) on random inputs at awkward sizes, for
+// kernels/elementwise.cu against the CPU twins (cpu/cpu_ops.h) on random inputs at awkward sizes, for
 // fp32, fp16 and bf16 storage. Inputs are rounded to T on the host first, so the twin sees exactly what
 // the kernel sees; outputs are poisoned (NaN bytes) before the launch, and a guard past the end of every
 // output must stay poisoned.
@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "gen/cpu_ops.h"
-#include "gen/cuda_common.h"
-#include "gen/cuda_kernels.h"
+#include "cpu/cpu_ops.h"
+#include "cuda/cuda_common.h"
+#include "cuda_kernels.h"
 #include "gen/error.h"
 #include "test_util.h"
 

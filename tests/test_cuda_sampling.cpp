@@ -14,9 +14,9 @@
 #include <random>
 #include <vector>
 
-#include "gen/cuda_common.h"
-#include "gen/cuda_kernels.h"
-#include "gen/sample_rng.h"
+#include "cuda/cuda_common.h"
+#include "cuda_kernels.h"
+#include "engine/sample_rng.h"
 #include "gen/sampler.h"
 
 using gen::SamplingParams;

@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "fixture_model.h"
-#include "gen/cpu_backend.h"
+#include "cpu/cpu_backend.h"
 #include "test_util.h"
 
 using namespace gen;

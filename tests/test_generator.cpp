@@ -3,10 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include "fixture_model.h"
-#include "gen/cpu_backend.h"
+#include "cpu/cpu_backend.h"
 #include "gen/error.h"
 #include "gen/generator.h"
-#include "gen/safetensors.h"
+#include "model/safetensors.h"
 #include "test_util.h"
 
 using namespace gen;

@@ -7,7 +7,7 @@
 
 #include "gen/backend.h"
 #include "gen/error.h"
-#include "gen/info.h"
+#include "cli/info.h"
 #include "gen/model.h"
 #include "test_util.h"
 

@@ -10,8 +10,8 @@
 
 #include "gen/config.h"
 #include "gen/error.h"
-#include "gen/safetensors.h"
-#include "gen/weights.h"
+#include "model/safetensors.h"
+#include "model/weights.h"
 #include "test_util.h"
 
 using namespace gen;

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "fixture_model.h"
-#include "gen/cpu_backend.h"
+#include "cpu/cpu_backend.h"
 #include "gen/perplexity.h"
 #include "perplexity_golden.h"
 #include "test_util.h"

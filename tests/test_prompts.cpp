@@ -1,7 +1,7 @@
 // The --prompts-file reader and the --output file that --resume continues.
 #include <catch2/catch.hpp>
 
-#include "gen/batch.h"
+#include "cli/batch.h"
 #include "gen/error.h"
 #include "gen/prompts.h"
 #include "test_util.h"

@@ -5,7 +5,7 @@
 #include <map>
 #include <set>
 
-#include "gen/sample_rng.h"
+#include "engine/sample_rng.h"
 #include "gen/sampler.h"
 
 using namespace gen;

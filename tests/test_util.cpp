@@ -107,7 +107,7 @@ int run_command(const std::string& cmd, std::string* out, std::string* err) {
 
 }  // namespace gen::test
 
-#include "gen/model_maker.h"
+#include "model/model_maker.h"
 
 namespace gen::test {
 

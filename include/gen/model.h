@@ -6,7 +6,7 @@
 
 #include "gen/backend.h"
 #include "gen/tokenizer.h"
-#include "gen/weights.h"
+#include "model/weights.h"
 
 namespace gen {
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 
 #include "gen/error.h"
-#include "gen/safetensors.h"
+#include "model/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "gen/error.h"
-#include "gen/model_maker.h"
+#include "model/model_maker.h"
 #include "gen/tokenizer.h"
 
 #ifndef GEN_SOURCE_DIR

@@ -1,0 +1,149 @@
+// gen chat --model DIR|NAME [-n N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--ctx N]
+//          [--no-cache] [--system TEXT] [--user-prefix TEXT] [--bot-prefix TEXT] [--device D] [--dtype T]
+//          [--threads N]
+// One user line from stdin per turn; the reply streams to stdout, a summary of the turn goes to stderr.
+// The KV cache lives across turns (gen::Chat), so a turn prefills only its new tokens.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "gen/chat.h"
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+#include "gen/error.h"
+#include "gen/model.h"
+
+namespace gen {
+
+namespace {
+
+struct ChatCli {
+  std::string model = "models/gpt2";
+  ChatOptions chat;
+  std::string device = "auto";
+  std::string dtype;  // empty: the backend's default
+  int threads = 0;
+  bool help = false;
+  std::string help_text;
+};
+
+void validate(const ChatCli& o) {
+  const GenOptions& g = o.chat.gen;
+  check_generation_flags(g, o.threads, 1, "must be >= 1 (tokens per reply)");
+  const std::pair<const char*, const std::string*> texts[] = {{"--system", &o.chat.system},
+                                                              {"--user-prefix", &o.chat.user_prefix},
+                                                              {"--bot-prefix", &o.chat.bot_prefix}};
+  for (const auto& [flag, text] : texts) {
+    const long bad = utf8_error_offset(*text);
+    if (bad >= 0) throw InputError("invalid UTF-8 at byte " + std::to_string(bad), flag);
+  }
+}
+
+ChatCli parse(int argc, char** argv) {
+  ChatCli o;
+  GenOptions& g = o.chat.gen;
+  CLI::App app{"gen chat: a conversation on stdin, one line per turn; the KV cache is kept across turns",
+               "gen chat"};
+  app.option_defaults()->always_capture_default();
+  app.add_option("--model", o.model,
+                 "model directory, or gpt2 | gpt2-medium | gpt2-large | gpt2-xl (models/NAME)");
+  app.add_option("-n,--max-new-tokens", g.max_new_tokens, "tokens per reply at most");
+  app.add_option("--temperature", g.sampling.temperature, "0: greedy (argmax)");
+  app.add_option("--top-k", g.sampling.top_k, "keep the K most likely tokens (0: off)");
+  app.add_option("--top-p", g.sampling.top_p, "keep the smallest set of tokens with mass >= P (1: off)");
+  app.add_option("--seed", g.seed, "sampling seed (every reply draws with it)");
+  auto* uc = app.add_flag("--use-cache", g.use_cache, "keep the KV cache across turns (default)");
+  auto* nc = app.add_flag("!--no-cache", g.use_cache, "recompute the whole conversation every step");
+  uc->excludes(nc);
+  app.add_option("--ctx", g.max_ctx, "context length (0: n_positions); the oldest turns are dropped to fit");
+  app.add_option("--system", o.chat.system, "text that starts the conversation");
+  app.add_option("--user-prefix", o.chat.user_prefix, "put before each user line");
+  app.add_option("--bot-prefix", o.chat.bot_prefix, "put after each user line; the reply follows it");
+  add_device_flags(app, &o.device, &o.dtype, &o.threads);
+  if (parse_cli(app, argc, argv, "gen chat", &o.help_text) == Parsed::help) {
+    o.help = true;
+    return o;
+  }
+  validate(o);
+  return o;
+}
+
+// Ctrl-C stops the reply being generated; at the "> " prompt it keeps its default action.
+struct SigintDuringReply {
+  SigintDuringReply() { install_sigint(); }
+  ~SigintDuringReply() { restore_sigint(); }
+};
+
+std::string turn_summary(const ChatTurn& t, int ctx) {
+  const Timing& tm = t.result.timing;
+  // One token drawn: its step was the prefill, so that is its time.
+  const double ms_per_token = tm.decode_steps > 0 ? tm.decode_ms / tm.decode_steps : tm.prefill_ms;
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "[chat] turn %d: %d tokens reused from the cache, %d computed, %zu generated, %.2f ms/token, "
+                "context %d/%d, finish %s\n",
+                t.number, tm.cached_tokens, tm.prefill_tokens, t.result.tokens.size(), ms_per_token,
+                t.context_used(), ctx, t.result.finish_reason.c_str());
+  return buf;
+}
+
+// One line -> one turn. Returns false when Ctrl-C ended the reply (the chat ends).
+bool chat_turn(Chat& chat, const std::string& line) {
+  Chat::Callbacks cb;
+  cb.on_text = [](const std::string& s) { std::cout << s << std::flush; };
+  cb.on_trim = [](int dropped, int to_prefill) {
+    std::cerr << "[chat] context full: dropped the "
+              << (dropped == 1 ? "oldest turn" : std::to_string(dropped) + " oldest turns") << "; prefilling "
+              << to_prefill << " tokens again\n";
+  };
+  ChatTurn t;
+  {
+    SigintDuringReply guard;
+    t = chat.turn(line, cb);
+  }
+  std::cout << "\n" << std::flush;
+  std::cerr << turn_summary(t, chat.context());
+  // The flag too: a Ctrl-C that lands before the first step leaves no "interrupted" result.
+  return t.result.finish_reason != "interrupted" && !g_interrupted;
+}
+
+}  // namespace
+
+int run_chat(int argc, char** argv) {
+  ChatCli opt = parse(argc, argv);
+  if (opt.help) {
+    std::cout << opt.help_text;
+    return 0;
+  }
+  std::string note;
+  const Device device = choose_device(opt.device, &note, opt.dtype);  // before the slow load
+  Model model = load_model(resolve_model_dir(opt.model));
+  const int ctx = effective_context(model.cfg, opt.chat.gen.max_ctx);
+  auto backend = make_backend(device, model.weights, opt.threads, opt.dtype);
+  Generator generator(*backend, *model.tokenizer);
+  opt.chat.gen.stop = &g_interrupted;
+  Chat chat(generator, *model.tokenizer, opt.chat, ctx);
+  if (!note.empty()) std::cerr << note << "\n";  // after every input check: an error stays one line
+
+  const bool tty = isatty(STDIN_FILENO) == 1;
+  std::string line;
+  for (long line_no = 1;; ++line_no) {
+    if (tty) std::cout << "> " << std::flush;
+    if (!std::getline(std::cin, line)) break;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;  // a bare Enter is not a turn
+    try {
+      if (!chat_turn(chat, line)) return int(ExitCode::interrupted);
+    } catch (const InputError& e) {  // this turn only: the conversation is unchanged
+      std::cout << std::flush;
+      std::cerr << "error: " << e.what() << " (stdin line " << line_no << ")\n";
+    }
+  }
+  if (tty) std::cout << "\n" << std::flush;
+  return 0;
+}
+
+}  // namespace gen

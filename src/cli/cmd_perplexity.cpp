@@ -1,0 +1,135 @@
+// gen perplexity --model DIR|NAME --file TEXT [--context N] [--json] [--device D] [--dtype T] [--threads N]
+// Every input is checked before the result is computed; the result is printed whole or not at all.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+#include "gen/error.h"
+#include "gen/model.h"
+#include "gen/perplexity.h"
+#include "text/text_util.h"
+
+namespace gen {
+
+namespace {
+
+struct PplOptions {
+  std::string model = "models/gpt2";
+  std::string file;
+  int context = 0;  // 0: not given, the model's n_positions
+  bool context_given = false;
+  std::string device = "auto";
+  std::string dtype;  // empty: the backend's default
+  int threads = 0;
+  bool json = false;
+  bool help = false;
+  std::string help_text;
+};
+
+PplOptions parse(int argc, char** argv) {
+  PplOptions o;
+  CLI::App app{"gen perplexity: perplexity of a text file, in non-overlapping windows of --context tokens",
+               "gen perplexity"};
+  app.add_option("--model", o.model,
+                 "model directory, or gpt2 | gpt2-medium | gpt2-large | gpt2-xl (models/NAME)")
+      ->capture_default_str();
+  app.add_option("--file", o.file, "UTF-8 text to score")->required();
+  auto* ctx =
+      app.add_option("--context", o.context, "window length in tokens, 2..n_positions (default n_positions)");
+  add_device_flags(app, &o.device, &o.dtype, &o.threads);
+  app.add_flag("--json", o.json, R"(one line {"ppl", "nll", "tokens_scored", "windows", ...} on stdout)");
+  if (parse_cli(app, argc, argv, "gen perplexity", &o.help_text) == Parsed::help) {
+    o.help = true;
+    return o;
+  }
+  o.context_given = ctx->count() > 0;
+  if (o.context_given && o.context < 2) {  // the upper bound needs the model's config
+    throw InputError("--context " + std::to_string(o.context) + " is out of range: at least 2", "--context");
+  }
+  if (o.threads < 0 || o.threads > 4096) {
+    throw InputError(
+        "--threads " + std::to_string(o.threads) + " is out of range: must be >= 0 (0: all cores)",
+        "--threads");
+  }
+  return o;
+}
+
+std::string read_text(const std::string& path) {
+  const std::string text = detail::read_user_file(path, "file");
+  if (text.empty()) throw InputError("the file is empty", path);
+  const long bad = utf8_error_offset(text);
+  if (bad >= 0) throw InputError("invalid UTF-8 at byte " + std::to_string(bad), path);
+  return text;
+}
+
+std::string result_text(const PerplexityResult& r, size_t tokens, int context, const std::string& device,
+                        double tokens_per_s, bool json) {
+  if (json) {
+    nlohmann::json j = {{"ppl", r.ppl()},
+                        {"nll", r.nll()},
+                        {"tokens_scored", r.tokens_scored},
+                        {"windows", r.windows},
+                        {"tokens", tokens},
+                        {"context", context},
+                        {"device", device},
+                        {"tokens_per_s", tokens_per_s}};
+    return j.dump() + "\n";
+  }
+  // One "key value" pair a line: readable, and still easy to parse.
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "ppl %.6f\nnll %.6f\ntokens_scored %ld\nwindows %d\ntokens %zu\ncontext %d\ndevice %s\n"
+                "tokens_per_s %.1f\n",
+                r.ppl(), r.nll(), r.tokens_scored, r.windows, tokens, context, device.c_str(), tokens_per_s);
+  return buf;
+}
+
+}  // namespace
+
+int run_perplexity(int argc, char** argv) {
+  using Clock = std::chrono::steady_clock;
+  const PplOptions opt = parse(argc, argv);
+  if (opt.help) {
+    std::cout << opt.help_text;
+    return 0;
+  }
+  const std::string text = read_text(opt.file);
+  std::string note;
+  const Device device = choose_device(opt.device, &note, opt.dtype);  // before the slow load
+  Model model = load_model(resolve_model_dir(opt.model));
+  const int n_pos = model.cfg.n_positions;
+  const int context = opt.context_given ? opt.context : n_pos;
+  if (context > n_pos) {
+    throw InputError("--context " + std::to_string(context) + " is outside 2.." + std::to_string(n_pos) +
+                         " (the model's n_positions)",
+                     "--context");
+  }
+  const std::vector<int> tokens = model.tokenizer->encode(text);
+  if (tokens.size() < 2) {
+    throw InputError("the text is " + std::to_string(tokens.size()) + " token: at least 2 are needed",
+                     opt.file);
+  }
+  auto backend = make_backend(device, model.weights, opt.threads, opt.dtype);
+  if (!note.empty()) std::cerr << note << "\n";  // after every input check: an error stays one line
+
+  install_sigint();
+  const auto t0 = Clock::now();
+  const PerplexityResult res = perplexity(*backend, tokens, context, &g_interrupted);
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  restore_sigint();
+  if (res.interrupted) {
+    std::cerr << "interrupted: scored " << res.windows << " of " << res.windows_planned << " windows ("
+              << res.tokens_scored << " tokens); no result\n";
+    return int(ExitCode::interrupted);
+  }
+  const double run_tokens = double(res.tokens_scored + res.windows);  // every token of every window
+  const double tps = secs > 0 ? run_tokens / secs : 0.0;
+  std::cout << result_text(res, tokens.size(), context, device_name(device), tps, opt.json) << std::flush;
+  return 0;
+}
+
+}  // namespace gen

@@ -1,0 +1,149 @@
+// gen: the command-line program. Library code throws; only this file (and the subcommands) print
+// errors and exit.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <new>
+
+#include "cli/batch.h"
+#include "cli/commands.h"
+#include "gen/error.h"
+#include "gen/model.h"
+#include "cli/options.h"
+#include "cli/output.h"
+#include "cli/report.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+int exit_code(const gen::GenResult& r) {
+  return r.finish_reason == "interrupted" ? int(gen::ExitCode::interrupted) : 0;
+}
+
+// Streamed text mode: the prompt now, then each piece of generated text as it comes.
+gen::TextCallback echo_and_stream(const std::string& prompt) {
+  std::cout << prompt << std::flush;
+  return [](const std::string& s) { std::cout << s << std::flush; };
+}
+
+// One prompt, text streamed to stdout (or one JSON line), the summary on stderr.
+int run_single(const gen::Options& opt, gen::Generator& generator, const std::vector<int>& ids,
+               const std::string& prompt, const gen::RunInfo& info, double load_ms, gen::TraceWriter* trace) {
+  const gen::TextCallback stream = opt.json ? gen::TextCallback() : echo_and_stream(prompt);
+  std::function<void(const gen::StepInfo&)> on_step;
+  if (trace) on_step = [&](const gen::StepInfo& s) { trace->row(opt.gen.use_cache, s); };
+  gen::GenResult res = generator.generate(ids, opt.gen, stream, nullptr, on_step);
+  res.timing.load_ms = load_ms;
+  if (trace) trace->close();
+  if (opt.json) {
+    std::cout << gen::result_json(info, res) << "\n" << std::flush;
+  } else {
+    std::cout << "\n" << std::flush;
+    std::cerr << gen::timing_summary(info, res);
+  }
+  return exit_code(res);
+}
+
+// --compare: the same prompt with the cache, then without; one table (or one JSON object).
+int run_compare(const gen::Options& opt, gen::Generator& generator, const std::vector<int>& ids,
+                const std::string& prompt, const std::string& device, gen::TraceWriter* trace) {
+  gen::CompareRun runs[2];
+  for (int i = 0; i < 2; ++i) {
+    gen::GenOptions o = opt.gen;
+    o.use_cache = i == 0;
+    auto on_step = [&](const gen::StepInfo& s) {
+      runs[i].step_ms.push_back(s.ms);
+      if (trace) trace->row(o.use_cache, s);
+    };
+    const gen::TextCallback stream = !opt.json && i == 0 ? echo_and_stream(prompt) : gen::TextCallback();
+    if (!opt.json) std::cerr << "[gen] --compare: running " << (o.use_cache ? "with" : "without") << " the KV cache\n";
+    runs[i].result = generator.generate(ids, o, stream, nullptr, on_step);
+    if (i == 0 && !opt.json) std::cout << "\n" << std::flush;
+    if (runs[i].result.finish_reason == "interrupted") return int(gen::ExitCode::interrupted);
+  }
+  if (trace) trace->close();
+  if (opt.json) {
+    std::cout << gen::compare_json(runs[0], runs[1], prompt, device) << "\n" << std::flush;
+  } else {
+    std::cout << "\n" << gen::compare_table(runs[0], runs[1], device) << std::flush;
+  }
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  if (argc > 1) {
+    const std::string cmd = argv[1];
+    if (cmd == "perplexity") return gen::run_perplexity(argc - 1, argv + 1);
+    if (cmd == "info") return gen::run_info(argc - 1, argv + 1);
+    if (cmd == "chat") return gen::run_chat(argc - 1, argv + 1);
+  }
+  gen::Options opt = gen::parse_options(argc, argv);
+  if (opt.help) {
+    std::cout << opt.help_text;
+    return 0;
+  }
+  if (opt.version) {
+    std::cout << "gen 0.1.0\n";
+    return 0;
+  }
+  std::string note;
+  const gen::Device device = gen::choose_device(opt.device, &note, opt.dtype);  // before the slow load
+  // Every input that can be checked before the slow load is checked first.
+  std::vector<gen::PromptSpec> prompts;
+  std::string prompt;
+  if (opt.prompts_file) {
+    prompts = gen::read_prompts_file(*opt.prompts_file);
+  } else {
+    prompt = gen::read_prompt(opt);
+  }
+  std::unique_ptr<gen::BatchOutput> output;
+  if (!opt.output.empty()) output = std::make_unique<gen::BatchOutput>(opt.output, opt.resume, prompts);
+  std::unique_ptr<gen::TraceWriter> trace;
+  if (!opt.trace.empty()) trace = std::make_unique<gen::TraceWriter>(opt.trace);
+
+  const auto t0 = Clock::now();
+  gen::Model model = gen::load_model(gen::resolve_model_dir(opt.model));
+  auto backend = gen::make_backend(device, model.weights, opt.threads, opt.dtype);
+  const double load_ms = ms_since(t0);
+  gen::Generator generator(*backend, *model.tokenizer);
+  opt.gen.stop = &gen::g_interrupted;
+  if (opt.prompts_file) {
+    if (!note.empty()) std::cerr << note << "\n";
+    gen::BatchContext ctx{opt, generator, *model.tokenizer, *backend, gen::device_name(device), load_ms, trace.get()};
+    return gen::run_batch(ctx, prompts, output.get());
+  }
+  const int ctx = gen::effective_context(model.cfg, opt.gen.max_ctx);
+  const std::vector<int> ids = generator.encode_prompt(prompt, ctx);
+  if (!note.empty()) std::cerr << note << "\n";  // after every input check: an error stays one line
+  gen::install_sigint();
+  const int rc = opt.compare ? run_compare(opt, generator, ids, prompt, gen::device_name(device), trace.get())
+                             : run_single(opt, generator, ids, prompt,
+                                          gen::RunInfo{0, prompt, gen::device_name(device), opt.gen.use_cache,
+                                                       backend->memory_summary()},
+                                          load_ms, trace.get());
+  gen::restore_sigint();
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const gen::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return int(e.code());
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,101 @@
+#include "cli/options.h"
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "cli/cli_common.h"
+#include "gen/error.h"
+#include "text/text_util.h"
+
+namespace gen {
+
+namespace {
+
+void validate(const Options& o) {
+  const auto& g = o.gen;
+  check_generation_flags(g, o.threads, 0, "must be >= 0");
+  require_range("--batch-size", o.batch_size, 1, 4096, "must be in 1..4096");
+  if (!o.prompt && !o.prompt_file && !o.prompts_file) {
+    throw InputError("one of --prompt, --prompt-file or --prompts-file is required", "usage");
+  }
+  if (o.resume && o.output.empty()) throw InputError("--resume needs --output FILE", "--resume");
+  if (!o.output.empty() && !o.prompts_file) throw InputError("--output goes with --prompts-file", "--output");
+  if (o.compare && o.prompts_file) throw InputError("--compare takes one prompt, not --prompts-file", "--compare");
+  for (const auto& s : o.gen.stop_strings) {
+    if (s.empty()) throw InputError("--stop needs a non-empty string", "--stop");
+  }
+}
+
+}  // namespace
+
+Options parse_options(int argc, const char* const* argv) {
+  Options o;
+  CLI::App app{"gen: GPT-2 text generation with a KV cache (CPU and CUDA)", "gen"};
+  app.option_defaults()->always_capture_default();
+  app.set_version_flag("--version", "gen 0.1.0");
+  app.add_option("--model", o.model, "model directory, or gpt2 | gpt2-medium | gpt2-large | gpt2-xl (models/NAME)");
+  auto* p = app.add_option("--prompt", o.prompt, "prompt text");
+  auto* pf = app.add_option("--prompt-file", o.prompt_file, "read the prompt from FILE ('-': stdin)");
+  auto* pm = app.add_option("--prompts-file", o.prompts_file,
+                            "many prompts: one per line, or .jsonl {\"prompt\": ...} objects");
+  p->excludes(pf);
+  p->excludes(pm);
+  pf->excludes(pm);
+  app.add_option("--batch-size", o.batch_size, "prompts decoded together (continuous batching)");
+  app.add_option("--output", o.output, "append each finished prompt's JSON line to FILE");
+  app.add_flag("--resume", o.resume, "skip the prompts whose index is already in --output");
+  auto* cmp = app.add_flag("--compare", o.compare, "run with and without the KV cache and compare");
+  app.add_option("--trace", o.trace, "write one CSV row per step (mode,step,context,batch,step_ms)");
+  app.add_option("--stop", o.gen.stop_strings, "stop when the generated text contains STR (repeatable)")
+      ->allow_extra_args(false);
+  app.add_option("-n,--max-new-tokens", o.gen.max_new_tokens, "tokens to generate");
+  app.add_option("--temperature", o.gen.sampling.temperature, "0: greedy (argmax)");
+  app.add_option("--top-k", o.gen.sampling.top_k, "keep the K most likely tokens (0: off)");
+  app.add_option("--top-p", o.gen.sampling.top_p, "keep the smallest set of tokens with mass >= P (1: off)");
+  app.add_option("--seed", o.gen.seed, "sampling seed: the same seed gives the same text");
+  auto* uc = app.add_flag("--use-cache", o.gen.use_cache, "use the KV cache (default)");
+  auto* nc = app.add_flag("!--no-cache", o.gen.use_cache, "recompute the whole sequence every step");
+  uc->excludes(nc);
+  cmp->excludes(uc);  // --compare runs both modes itself
+  cmp->excludes(nc);
+  app.add_flag("--ignore-eos", o.gen.ignore_eos, "do not stop at <|endoftext|>");
+  app.add_option("--ctx", o.gen.max_ctx, "context length for the KV cache (0: n_positions)");
+  add_device_flags(app, &o.device, &o.dtype, &o.threads);
+  app.add_flag("--json", o.json, "one JSON object per prompt on stdout");
+  switch (parse_cli(app, argc, argv, "gen", &o.help_text)) {
+    case Parsed::help:
+      o.help = true;
+      return o;
+    case Parsed::version:
+      o.version = true;
+      return o;
+    case Parsed::run:
+      break;
+  }
+  validate(o);
+  return o;
+}
+
+std::string read_prompt(const Options& opt) {
+  std::string text;
+  if (opt.prompt) {
+    text = *opt.prompt;
+  } else if (*opt.prompt_file == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    text = detail::read_user_file(*opt.prompt_file, "prompt file");
+  }
+  if (opt.prompt_file) {
+    // Editors end files with a newline that is not part of the prompt (llama.cpp drops it too).
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+  }
+  long bad = utf8_error_offset(text);
+  if (bad >= 0) {
+    throw InputError("invalid UTF-8 in prompt at byte " + std::to_string(bad),
+                     opt.prompt ? "--prompt" : *opt.prompt_file);
+  }
+  return text;
+}
+
+}  // namespace gen

@@ -1,0 +1,139 @@
+#include "cpu/cpu_backend.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <string>
+
+#include "cpu/cpu_ops.h"
+#include "gen/error.h"
+#include "gen/model.h"
+#include "cli/output.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace gen {
+
+CpuKVCache::CpuKVCache(const ModelConfig& cfg, int slots, int max_ctx)
+    : KVCache(cfg, slots, max_ctx, sizeof(float)), n_head_(cfg.n_head), head_dim_(cfg.head_dim()),
+      k_(size_t(cfg.n_layer) * slots * max_ctx * cfg.n_embd),
+      v_(size_t(cfg.n_layer) * slots * max_ctx * cfg.n_embd) {}
+
+CpuBackend::CpuBackend(std::shared_ptr<const Weights> weights, int threads)
+    : w_(std::move(weights)), threads_(threads > 0 ? threads : omp_get_num_procs()) {
+  omp_set_num_threads(threads_);
+  openblas_set_num_threads(threads_);
+}
+
+namespace {
+// Refuses, before allocating, what would not fit in the memory the system has available (a failed
+// allocation later, or the OOM killer, gives the user far less to go on).
+void check_host_fits(double bytes, const std::string& what, const char* flags) {
+  const size_t avail = host_memory_available();  // 0: cannot tell
+  if (avail > 0 && bytes > double(avail)) {
+    throw InputError(what + " needs " + human_bytes(bytes) + ", more than the " + human_bytes(double(avail)) +
+                         " of memory available; lower " + flags,
+                     "MemAvailable");
+  }
+}
+}  // namespace
+
+std::unique_ptr<KVCache> CpuBackend::make_cache(int slots, int max_ctx) {
+  check_cache_shape(w_->cfg, slots, max_ctx);
+  check_host_fits(double(KVCache::bytes_for(w_->cfg.n_layer, w_->cfg.n_embd, slots, max_ctx, sizeof(float))),
+                  "the KV cache for " + std::to_string(slots) + " sequences x " + std::to_string(max_ctx) +
+                      " positions",
+                  "--batch-size or --ctx");
+  return std::make_unique<CpuKVCache>(w_->cfg, slots, max_ctx);
+}
+
+void CpuBackend::reserve(int N) {
+  if (N <= reserved_) return;
+  const size_t C = w_->cfg.n_embd;
+  // x, ln, qkv(3), att, mlp(4), tmp, last, kv_k, kv_v: 14 floats per token per channel
+  check_host_fits(14.0 * N * C * sizeof(float), "scratch for " + std::to_string(N) + " tokens per step",
+                  "--batch-size or --ctx (without the cache every step holds whole sequences)");
+  x_.resize(N * C);
+  ln_.resize(N * C);
+  qkv_.resize(N * 3 * C);
+  att_.resize(N * C);
+  mlp_.resize(N * 4 * C);
+  tmp_.resize(N * C);
+  last_.resize(N * C);
+  scores_.resize(size_t(threads_) * (N + w_->cfg.n_positions));
+  kv_k_.resize(N * C);
+  kv_v_.resize(N * C);
+  reserved_ = N;
+}
+
+void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int N) {
+  const auto& c = w_->cfg;
+  const auto& L = w_->layers[l];
+  const int C = c.n_embd, H = c.n_head, D = c.head_dim();
+  cpu::layernorm(ln_.data(), x_.data(), L.ln1_w, L.ln1_b, N, C, c.layer_norm_epsilon);
+  cpu::matmul(qkv_.data(), ln_.data(), L.qkv_w, L.qkv_b, N, C, 3 * C);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const auto& s = batch[i];
+    const int T = int(s.tokens.size()), r0 = row0_[i];
+    // Without a cache the sequence's own K and V live in scratch, [H][T][D], for this layer only.
+    float* K = cache ? cache->k(l, s.slot) : kv_k_.data() + size_t(r0) * C;
+    float* V = cache ? cache->v(l, s.slot) : kv_v_.data() + size_t(r0) * C;
+    const int ctx = cache ? cache->max_ctx() : T;
+    const float* qkv = qkv_.data() + size_t(r0) * 3 * C;
+    cpu::kv_write(K, V, ctx, qkv, T, s.pos0, H, D);
+    cpu::attention(att_.data() + size_t(r0) * C, qkv, K, V, ctx, T, s.pos0, H, D, scores_.data(), threads_);
+  }
+  cpu::matmul(tmp_.data(), att_.data(), L.proj_w, L.proj_b, N, C, C);
+  cpu::add_inplace(x_.data(), tmp_.data(), size_t(N) * C);
+  cpu::layernorm(ln_.data(), x_.data(), L.ln2_w, L.ln2_b, N, C, c.layer_norm_epsilon);
+  cpu::matmul(mlp_.data(), ln_.data(), L.fc_w, L.fc_b, N, C, 4 * C);
+  cpu::gelu_inplace(mlp_.data(), size_t(N) * 4 * C);
+  cpu::matmul(tmp_.data(), mlp_.data(), L.fcproj_w, L.fcproj_b, N, 4 * C, C);
+  cpu::add_inplace(x_.data(), tmp_.data(), size_t(N) * C);
+}
+
+void CpuBackend::forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
+  run(batch, cache, logits_out, false);
+}
+
+void CpuBackend::forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
+  run(batch, cache, logits_out, true);
+}
+
+void CpuBackend::run(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) {
+  check_batch(w_->cfg, batch, cache);
+  auto* cpu_cache = dynamic_cast<CpuKVCache*>(cache);
+  if (cache && !cpu_cache) throw Error("forward: the cache does not belong to the CPU backend");
+  const auto& c = w_->cfg;
+  const int C = c.n_embd, B = int(batch.size());
+  row0_.resize(B);
+  int N = 0;
+  for (int i = 0; i < B; ++i) {
+    row0_[i] = N;
+    N += int(batch[i].tokens.size());
+  }
+  reserve(std::max(N, B));
+  for (int i = 0; i < B; ++i) {
+    const auto& s = batch[i];
+    cpu::embed(x_.data() + size_t(row0_[i]) * C, s.tokens.data(), int(s.tokens.size()), s.pos0,
+               w_->wte, w_->wpe, C);
+  }
+  for (int l = 0; l < c.n_layer; ++l) layer_forward(l, batch, cpu_cache, N);
+  if (all_rows) {  // every row through ln_f and the LM head: last_ holds N rows (reserve(N))
+    cpu::layernorm(last_.data(), x_.data(), w_->lnf_w, w_->lnf_b, N, C, c.layer_norm_epsilon);
+    cpu::matmul_transposed(logits_out, last_.data(), w_->wte, N, C, c.vocab_size);
+  } else {
+    // Only the last position of each sequence reaches ln_f and the LM head.
+    for (int i = 0; i < B; ++i) {
+      const int last = row0_[i] + int(batch[i].tokens.size()) - 1;
+      cpu::layernorm(last_.data() + size_t(i) * C, x_.data() + size_t(last) * C, w_->lnf_w, w_->lnf_b, 1, C,
+                     c.layer_norm_epsilon);
+    }
+    cpu::matmul_transposed(logits_out, last_.data(), w_->wte, B, C, c.vocab_size);
+  }
+  if (cpu_cache) {
+    for (const auto& s : batch) cpu_cache->set_length(s.slot, s.pos0 + int(s.tokens.size()));
+  }
+}
+
+}  // namespace gen

@@ -1,0 +1,58 @@
+// The CPU backend: fp32, GEMMs through OpenBLAS, everything else with OpenMP. The reference for CUDA.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "gen/backend.h"
+#include "model/weights.h"
+
+namespace gen {
+
+// K and V as [layer][slot][head][max_ctx][head_dim] fp32.
+class CpuKVCache : public KVCache {
+ public:
+  CpuKVCache(const ModelConfig& cfg, int slots, int max_ctx);
+  float* k(int layer, int slot) { return k_.data() + offset(layer, slot); }  // [H][max_ctx][D]
+  float* v(int layer, int slot) { return v_.data() + offset(layer, slot); }
+
+ private:
+  size_t offset(int layer, int slot) const {
+    return (size_t(layer) * slots() + slot) * size_t(n_head_) * max_ctx() * head_dim_;
+  }
+  int n_head_, head_dim_;
+  std::vector<float> k_, v_;
+};
+
+class CpuBackend : public Backend {
+ public:
+  // `threads` <= 0: all cores.
+  CpuBackend(std::shared_ptr<const Weights> weights, int threads);
+  std::string name() const override { return "cpu"; }
+  const ModelConfig& config() const override { return w_->cfg; }
+  std::unique_ptr<KVCache> make_cache(int slots, int max_ctx) override;
+  void reserve(int max_tokens) override;
+  void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override;
+  void forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override;
+
+ private:
+  // The one forward pass: logits of each sequence's last row ([B, V]) or of every row ([N, V]).
+  void run(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows);
+  void layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int N);
+
+  std::shared_ptr<const Weights> w_;
+  int threads_;
+  int reserved_ = 0;  // tokens the scratch holds
+  // Scratch, N = new tokens of the whole batch:
+  std::vector<float> x_;       // [N, C]   residual stream
+  std::vector<float> ln_;      // [N, C]
+  std::vector<float> qkv_;     // [N, 3C]
+  std::vector<float> att_;     // [N, C]
+  std::vector<float> mlp_;     // [N, 4C]
+  std::vector<float> tmp_;     // [N, C]
+  std::vector<float> last_;    // [B, C]  final-layernormed last rows ([N, C] for forward_all)
+  std::vector<float> scores_;  // [threads, N]
+  std::vector<float> kv_k_, kv_v_;  // no-cache path: one layer's K, V [H][N][D] per sequence
+  std::vector<int> row0_;      // first row of each sequence in the batch
+};
+
+}  // namespace gen

@@ -1,0 +1,131 @@
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "cpu/cpu_backend.h"
+#ifdef GEN_WITH_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+#include "gen/error.h"
+#include "gen/model.h"
+
+#ifdef GEN_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace gen {
+
+const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
+
+bool cuda_available(std::string* why) {
+#ifdef GEN_WITH_CUDA
+  int n = 0;
+  cudaError_t err = cudaGetDeviceCount(&n);
+  if (err == cudaSuccess && n > 0) return true;
+  if (why) {
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    if (err == cudaErrorInsufficientDriver && driver == 0) {
+      *why = "no CUDA device found (no NVIDIA driver is loaded)";
+    } else if (err == cudaErrorInsufficientDriver) {
+      *why = "the NVIDIA driver is too old (driver supports CUDA " + std::to_string(driver / 1000) + "." +
+             std::to_string(driver % 1000 / 10) + ", gen needs " + std::to_string(runtime / 1000) + "." +
+             std::to_string(runtime % 1000 / 10) + ")";
+    } else if (err == cudaSuccess || err == cudaErrorNoDevice) {
+      *why = "no CUDA device found";
+    } else {
+      *why = std::string("CUDA is unusable: ") + cudaGetErrorString(err);
+    }
+  }
+  return false;
+#else
+  if (why) *why = "gen was built without CUDA (GEN_CUDA=OFF or no nvcc at build time)";
+  return false;
+#endif
+}
+
+GpuMemory gpu_memory() {
+  GpuMemory m;
+  if (!cuda_available(&m.why)) return m;
+#ifdef GEN_WITH_CUDA
+  // cudaMemGetInfo creates the context on device 0: the free figure is what gen itself would see.
+  cudaDeviceProp prop{};
+  cudaError_t err = cudaGetDeviceProperties(&prop, 0);
+  if (err == cudaSuccess) err = cudaMemGetInfo(&m.free_bytes, &m.total_bytes);
+  if (err != cudaSuccess) {
+    m.why = std::string("CUDA is unusable: ") + cudaGetErrorString(err);
+    m.free_bytes = m.total_bytes = 0;
+    return m;
+  }
+  m.usable = true;
+  m.name = prop.name;
+#endif
+  return m;
+}
+
+size_t parse_mem_available(const std::string& meminfo_text) {
+  std::istringstream in(meminfo_text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("MemAvailable:", 0) != 0) continue;
+    std::istringstream fields(line.substr(13));
+    unsigned long long kib = 0;
+    std::string unit;
+    // The kernel has always written kB here; any other unit means the format is not understood.
+    if (!(fields >> kib >> unit) || unit != "kB" || kib > SIZE_MAX / 1024) return 0;
+    return size_t(kib) * 1024;
+  }
+  return 0;
+}
+
+size_t host_memory_available() {
+  std::ifstream f("/proc/meminfo");
+  if (!f) return 0;
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return parse_mem_available(ss.str());
+}
+
+namespace {
+Device choose_device_only(const std::string& requested, std::string* note) {
+  if (requested == "cpu") return Device::cpu;
+  std::string why;
+  if (requested == "cuda") {
+    if (!cuda_available(&why)) throw InputError("--device cuda: " + why, "--device");
+    return Device::cuda;
+  }
+  if (requested == "auto") {
+    if (cuda_available(&why)) return Device::cuda;
+    if (note) *note = "note: " + why + "; running on the CPU";
+    return Device::cpu;
+  }
+  throw InputError("--device must be auto, cpu or cuda (got '" + requested + "')", "--device");
+}
+}  // namespace
+
+Device choose_device(const std::string& requested, std::string* note, const std::string& dtype) {
+  const Device d = choose_device_only(requested, note);
+  if (d == Device::cpu && !dtype.empty() && dtype != "fp32") {
+    throw InputError("--dtype " + dtype + " is not supported on the CPU (it computes in fp32)", "--dtype");
+  }
+  return d;
+}
+
+std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads,
+                                      const std::string& dtype) {
+  if (d == Device::cuda) {
+#ifdef GEN_WITH_CUDA
+    return make_cuda_backend(std::move(weights), parse_compute_dtype(dtype));
+#else
+    throw Error("gen was built without CUDA");  // choose_device() has already refused
+#endif
+  }
+  if (!dtype.empty() && dtype != "fp32") {
+    throw InputError("--dtype " + dtype + " is not supported on the CPU (it computes in fp32)", "--dtype");
+  }
+  return std::make_unique<CpuBackend>(std::move(weights), threads);
+}
+
+}  // namespace gen

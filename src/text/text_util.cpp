@@ -1,0 +1,70 @@
+#include "text/text_util.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "gen/error.h"
+
+namespace gen::detail {
+
+bool json_depth_within(const char* p, size_t n, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < n; ++i) {
+    const char c = p[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;  // skip the escaped character, which may be a quote
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+std::string printable(const std::string& s, bool escape_high, size_t max_len) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < max_len; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f || (escape_high && c >= 0x80)) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (s.size() > max_len) out += "...";
+  return out;
+}
+
+std::string read_user_file(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw InputError("cannot read " + what + ": " + std::strerror(errno), path);
+  }
+  if (S_ISDIR(st.st_mode)) throw InputError("cannot read " + what + ": it is a directory", path);
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw InputError("cannot read " + what + ": " + std::strerror(errno), path);
+  std::string text;
+  try {
+    text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  } catch (const std::exception& e) {
+    throw InputError("cannot read " + what + ": " + e.what(), path);
+  }
+  if (f.bad()) throw InputError("cannot read " + what, path);
+  return text;
+}
+
+}  // namespace gen::detail
