@@ -35,14 +35,14 @@ class ScriptedBackend : public Backend {
   }
   std::string name() const override { return "scripted"; }
   const ModelConfig& config() const override { return cfg_; }
-  std::unique_ptr<KVCache> make_cache(int slots, int max_ctx) override {
-    check_cache_shape(cfg_, slots, max_ctx);
+  void reserve(int) override {}
+
+ protected:
+  std::unique_ptr<KVCache> new_cache(int slots, int max_ctx) override {
     hist_.assign(slots, {});
     return std::make_unique<KVCache>(cfg_, slots, max_ctx, 4);
   }
-  void reserve(int) override {}
-  void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits) override {
-    check_batch(cfg_, batch, cache);
+  void compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits, bool) override {
     for (size_t i = 0; i < batch.size(); ++i) {
       const SeqInput& s = batch[i];
       std::vector<int> seq = s.tokens;
@@ -50,7 +50,6 @@ class ScriptedBackend : public Backend {
         auto& h = hist_[s.slot];
         h.resize(s.pos0);
         h.insert(h.end(), s.tokens.begin(), s.tokens.end());
-        cache->set_length(s.slot, int(h.size()));
         seq = h;
       }
       float* row = logits + i * size_t(cfg_.vocab_size);

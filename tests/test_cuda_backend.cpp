@@ -294,10 +294,8 @@ TEST_CASE("CUDA decode graphs replayed over many steps at GPT-2's head size: spl
     };
     step({0, 1});                                 // two prefills (eager)
     for (int k = 0; k < 70; ++k) step({0, 1});   // batch-2 graph
-    seq[0] = random_ids(37, V, 13);               // slot 0 refilled by a new prompt
+    seq[0] = random_ids(37, V, 13);               // slot 0 refilled by a new prompt (pos0 0)
     done[0] = 0;
-    gcache->set_length(0, 0);
-    ccache->set_length(0, 0);
     step({0, 1});                                 // mixed: a prefill and a decode row (eager)
     for (int k = 0; k < 70; ++k) step({0, 1});   // the same batch-2 graph, slot 0 restarted
     for (int k = 0; k < 40; ++k) step({1});      // a batch-1 graph on slot 1

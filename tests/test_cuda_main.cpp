@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "gen/device.h"
 #include "gen/model.h"
 
 int main(int argc, char** argv) {

@@ -8,6 +8,7 @@
 #include "gen/backend.h"
 #include "gen/error.h"
 #include "cli/info.h"
+#include "gen/device.h"
 #include "gen/model.h"
 #include "test_util.h"
 

@@ -6,6 +6,7 @@
 
 #include "fixture_model.h"
 #include "cpu/cpu_backend.h"
+#include "gen/error.h"
 #include "gen/perplexity.h"
 #include "perplexity_golden.h"
 #include "test_util.h"
@@ -24,8 +25,9 @@ class StopAfterFirst : public CpuBackend {
  public:
   StopAfterFirst(std::shared_ptr<const Weights> w, volatile std::sig_atomic_t* stop)
       : CpuBackend(w, 1), stop_(stop) {}
-  void forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override {
-    CpuBackend::forward_all(batch, cache, logits_out);
+  void compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) override {
+    CpuBackend::compute(batch, cache, logits_out, all_rows);
+    if (!all_rows) return;
     ++calls;
     *stop_ = 1;
   }

@@ -1,12 +1,18 @@
-// Reading --prompts-file (DESIGN.md section 3): plain text, one prompt per line taken literally (blank
-// lines skipped), or .jsonl with one {"prompt": ...} object a line that may carry its own
-// max_new_tokens, temperature, top_k, top_p and seed. A bad line is that prompt's error, not the file's.
+// Reading what the user names: any input file, and --prompts-file (DESIGN.md section 3): plain text,
+// one prompt per line taken literally (blank lines skipped), or .jsonl with one {"prompt": ...} object a
+// line that may carry its own max_new_tokens, temperature, top_k, top_p and seed. A bad line is that
+// prompt's error, not the file's.
 #pragma once
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace gen {
+
+// The bytes of a file the user named (a prompt, a prompts file, a text to score). Throws InputError
+// "cannot read <what>: <reason> (<path>)" when it is missing, a directory, or unreadable.
+std::string read_user_file(const std::string& path, const std::string& what);
+
 
 struct PromptSpec {
   int index = 0;   // 0-based among the prompts (blank lines do not count)

@@ -14,6 +14,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "gen/error.h"
+#include "gen/device.h"
 #include "gen/model.h"
 
 namespace gen {

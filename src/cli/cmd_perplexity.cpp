@@ -9,9 +9,10 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "gen/error.h"
+#include "gen/device.h"
 #include "gen/model.h"
 #include "gen/perplexity.h"
-#include "text/text_util.h"
+#include "gen/prompts.h"
 
 namespace gen {
 
@@ -59,7 +60,7 @@ PplOptions parse(int argc, char** argv) {
 }
 
 std::string read_text(const std::string& path) {
-  const std::string text = detail::read_user_file(path, "file");
+  const std::string text = read_user_file(path, "file");
   if (text.empty()) throw InputError("the file is empty", path);
   const long bad = utf8_error_offset(text);
   if (bad >= 0) throw InputError("invalid UTF-8 at byte " + std::to_string(bad), path);

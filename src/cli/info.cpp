@@ -7,6 +7,7 @@
 
 #include "gen/error.h"
 #include "cli/output.h"
+#include "gen/device.h"
 
 namespace fs = std::filesystem;
 

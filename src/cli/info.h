@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gen/config.h"
+#include "gen/device.h"
 #include "gen/model.h"
 
 namespace gen {

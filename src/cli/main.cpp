@@ -9,6 +9,7 @@
 #include "cli/batch.h"
 #include "cli/commands.h"
 #include "gen/error.h"
+#include "gen/device.h"
 #include "gen/model.h"
 #include "cli/options.h"
 #include "cli/output.h"

@@ -5,7 +5,7 @@
 
 #include "cli/cli_common.h"
 #include "gen/error.h"
-#include "text/text_util.h"
+#include "gen/prompts.h"
 
 namespace gen {
 
@@ -83,7 +83,7 @@ std::string read_prompt(const Options& opt) {
   } else if (*opt.prompt_file == "-") {
     text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   } else {
-    text = detail::read_user_file(*opt.prompt_file, "prompt file");
+    text = read_user_file(*opt.prompt_file, "prompt file");
   }
   if (opt.prompt_file) {
     // Editors end files with a newline that is not part of the prompt (llama.cpp drops it too).

@@ -1,21 +1,10 @@
 #include "cli/output.h"
+#include "gen/device.h"
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 namespace gen {
-
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) {
-    b /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
-  return buf;
-}
 
 nlohmann::json result_object(const RunInfo& info, const GenResult& r) {
   const Timing& t = r.timing;

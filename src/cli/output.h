@@ -22,7 +22,5 @@ std::string result_json(const RunInfo& info, const GenResult& r);
 std::string json_line(const nlohmann::json& j);
 // Several lines for stderr: load, prefill, decode, KV cache.
 std::string timing_summary(const RunInfo& info, const GenResult& r);
-// "1.50 MiB" style.
-std::string human_bytes(double bytes);
 
 }  // namespace gen

@@ -5,6 +5,7 @@
 
 #include "gen/error.h"
 #include "cli/output.h"
+#include "gen/device.h"
 
 namespace gen {
 

@@ -6,9 +6,8 @@
 #include <string>
 
 #include "cpu/cpu_ops.h"
+#include "gen/device.h"
 #include "gen/error.h"
-#include "gen/model.h"
-#include "cli/output.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -38,8 +37,7 @@ void check_host_fits(double bytes, const std::string& what, const char* flags) {
 }
 }  // namespace
 
-std::unique_ptr<KVCache> CpuBackend::make_cache(int slots, int max_ctx) {
-  check_cache_shape(w_->cfg, slots, max_ctx);
+std::unique_ptr<KVCache> CpuBackend::new_cache(int slots, int max_ctx) {
   check_host_fits(double(KVCache::bytes_for(w_->cfg.n_layer, w_->cfg.n_embd, slots, max_ctx, sizeof(float))),
                   "the KV cache for " + std::to_string(slots) + " sequences x " + std::to_string(max_ctx) +
                       " positions",
@@ -92,18 +90,8 @@ void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVC
   cpu::add_inplace(x_.data(), tmp_.data(), size_t(N) * C);
 }
 
-void CpuBackend::forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
-  run(batch, cache, logits_out, false);
-}
-
-void CpuBackend::forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
-  run(batch, cache, logits_out, true);
-}
-
-void CpuBackend::run(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) {
-  check_batch(w_->cfg, batch, cache);
-  auto* cpu_cache = dynamic_cast<CpuKVCache*>(cache);
-  if (cache && !cpu_cache) throw Error("forward: the cache does not belong to the CPU backend");
+void CpuBackend::compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) {
+  auto* cpu_cache = static_cast<CpuKVCache*>(cache);  // made by new_cache (Backend::forward checks)
   const auto& c = w_->cfg;
   const int C = c.n_embd, B = int(batch.size());
   row0_.resize(B);
@@ -130,9 +118,6 @@ void CpuBackend::run(const std::vector<SeqInput>& batch, KVCache* cache, float* 
                      c.layer_norm_epsilon);
     }
     cpu::matmul_transposed(logits_out, last_.data(), w_->wte, B, C, c.vocab_size);
-  }
-  if (cpu_cache) {
-    for (const auto& s : batch) cpu_cache->set_length(s.slot, s.pos0 + int(s.tokens.size()));
   }
 }
 

@@ -29,14 +29,14 @@ class CpuBackend : public Backend {
   CpuBackend(std::shared_ptr<const Weights> weights, int threads);
   std::string name() const override { return "cpu"; }
   const ModelConfig& config() const override { return w_->cfg; }
-  std::unique_ptr<KVCache> make_cache(int slots, int max_ctx) override;
   void reserve(int max_tokens) override;
-  void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override;
-  void forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override;
+
+ protected:
+  std::unique_ptr<KVCache> new_cache(int slots, int max_ctx) override;
+  // The one forward pass: logits of each sequence's last row ([B, V]) or of every row ([N, V]).
+  void compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) override;
 
  private:
-  // The one forward pass: logits of each sequence's last row ([B, V]) or of every row ([N, V]).
-  void run(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows);
   void layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int N);
 
   std::shared_ptr<const Weights> w_;

@@ -11,7 +11,7 @@
 
 #include "cuda/cuda_common.h"
 #include "cuda_kernels.h"
-#include "cli/output.h"
+#include "gen/device.h"
 
 namespace gen {
 
@@ -135,18 +135,15 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
   std::string name() const override { return "cuda"; }
   const ModelConfig& config() const override { return host_->cfg; }
-  std::unique_ptr<KVCache> make_cache(int slots, int max_ctx) override;
   // Rows for max_tokens; the batch dimension (logits [B, V]) grows with the first batch that needs it.
   void reserve(int max_tokens) override { reserve_rows(max_tokens, 1); }
-  void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override {
-    run(batch, cache, logits_out, false);
-  }
-  void forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) override {
-    run(batch, cache, logits_out, true);
-  }
-  void forward_sample(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
-                      int* tokens_out) override;
   std::string memory_summary() const override;
+
+ protected:
+  std::unique_ptr<KVCache> new_cache(int slots, int max_ctx) override;
+  void compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) override;
+  void compute_sample(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
+                      int* tokens_out) override;
 
  private:
   void upload_weights();
@@ -157,7 +154,6 @@ class CudaBackend final : public Backend {
   // all_logits [N, V].
   void enqueue_model(int N, int B, CudaKVCache<T>* cache, float* all_logits = nullptr);
   void lm_head(const T* X, float* logits, int rows);
-  void run(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows);
   void enqueue_sample(int B);
   void gemm(const T* X, const T* W, T* Y, int M, int K, int N);
   cuda::CacheLayer<T> nocache_layer(int B);
@@ -240,8 +236,7 @@ void CudaBackend<T>::upload_weights() {
 }
 
 template <typename T>
-std::unique_ptr<KVCache> CudaBackend<T>::make_cache(int slots, int max_ctx) {
-  check_cache_shape(cfg_, slots, max_ctx);
+std::unique_ptr<KVCache> CudaBackend<T>::new_cache(int slots, int max_ctx) {
   return std::make_unique<CudaKVCache<T>>(cfg_, slots, max_ctx);
 }
 
@@ -277,7 +272,6 @@ void CudaBackend<T>::reserve_rows(int N, int B) {
 
 template <typename T>
 int CudaBackend<T>::fill_inputs(const std::vector<SeqInput>& batch, const KVCache* cache) {
-  check_batch(cfg_, batch, cache);
   const int B = int(batch.size());
   int N = 0;
   for (const auto& s : batch) N += int(s.tokens.size());
@@ -396,14 +390,11 @@ void CudaBackend<T>::enqueue_sample(int B) {
 
 template <typename T>
 CudaKVCache<T>* cuda_cache(KVCache* cache) {
-  if (!cache) return nullptr;
-  auto* c = dynamic_cast<CudaKVCache<T>*>(cache);
-  if (!c) throw Error("forward: the cache does not belong to this CUDA backend (or has another dtype)");
-  return c;
+  return static_cast<CudaKVCache<T>*>(cache);  // made by new_cache (Backend::forward* checks the owner)
 }
 
 template <typename T>
-void CudaBackend<T>::run(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) {
+void CudaBackend<T>::compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) {
   CudaKVCache<T>* c = cuda_cache<T>(cache);
   const int B = int(batch.size());
   const int N = fill_inputs(batch, cache);
@@ -418,9 +409,6 @@ void CudaBackend<T>::run(const std::vector<SeqInput>& batch, KVCache* cache, flo
   enqueue_model(N, B, c, all_rows ? logits : nullptr);
   CUDA_CHECK(cudaMemcpyAsync(logits_out, logits, n_logits * sizeof(float), cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
-  if (c) {
-    for (const auto& s : batch) c->set_length(s.slot, s.pos0 + int(s.tokens.size()));
-  }
 }
 
 template <typename T>
@@ -454,9 +442,8 @@ void CudaBackend<T>::run_decode_graph(int B, CudaKVCache<T>* cache) {
 }
 
 template <typename T>
-void CudaBackend<T>::forward_sample(const std::vector<SeqInput>& batch, KVCache* cache,
+void CudaBackend<T>::compute_sample(const std::vector<SeqInput>& batch, KVCache* cache,
                                     const std::vector<DrawParams>& draws, int* tokens_out) {
-  if (draws.size() != batch.size()) throw Error("forward_sample: one DrawParams per sequence is needed");
   CudaKVCache<T>* c = cuda_cache<T>(cache);
   const int B = int(batch.size());
   const int N = fill_inputs(batch, cache);
@@ -474,9 +461,6 @@ void CudaBackend<T>::forward_sample(const std::vector<SeqInput>& batch, KVCache*
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   std::memcpy(tokens_out, io_.h_tokens, B * sizeof(int));
-  if (c) {
-    for (const auto& s : batch) c->set_length(s.slot, s.pos0 + int(s.tokens.size()));
-  }
 }
 
 template <typename T>

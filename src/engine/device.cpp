@@ -1,4 +1,5 @@
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -7,14 +8,26 @@
 #ifdef GEN_WITH_CUDA
 #include "cuda/cuda_backend.h"
 #endif
+#include "gen/device.h"
 #include "gen/error.h"
-#include "gen/model.h"
 
 #ifdef GEN_WITH_CUDA
 #include <cuda_runtime_api.h>
 #endif
 
 namespace gen {
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
+  return buf;
+}
 
 const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 

@@ -177,7 +177,6 @@ int Generator::loop(const std::vector<Request>& requests, const GenOptions& run_
         L.computed = int(n);
         L.res.timing.cached_tokens = int(n);
       }
-      if (cache) cache->set_length(L.slot, L.computed);
     }
     if (live.empty()) break;
 

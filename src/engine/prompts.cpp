@@ -1,6 +1,12 @@
 #include "gen/prompts.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "gen/error.h"
@@ -57,6 +63,25 @@ void parse_json_line(const std::string& line, PromptSpec& p) {
 
 }  // namespace
 
+std::string read_user_file(const std::string& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw InputError("cannot read " + what + ": " + std::strerror(errno), path);
+  }
+  if (S_ISDIR(st.st_mode)) throw InputError("cannot read " + what + ": it is a directory", path);
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw InputError("cannot read " + what + ": " + std::strerror(errno), path);
+  std::string text;
+  try {
+    text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  } catch (const std::exception& e) {
+    throw InputError("cannot read " + what + ": " + e.what(), path);
+  }
+  if (f.bad()) throw InputError("cannot read " + what, path);
+  return text;
+}
+
+
 std::vector<PromptSpec> parse_prompts(const std::string& content, bool jsonl) {
   std::vector<PromptSpec> out;
   size_t pos = 0;
@@ -87,7 +112,7 @@ std::vector<PromptSpec> parse_prompts(const std::string& content, bool jsonl) {
 }
 
 std::vector<PromptSpec> read_prompts_file(const std::string& path) {
-  const std::string content = detail::read_user_file(path, "prompts file");
+  const std::string content = read_user_file(path, "prompts file");
   const bool jsonl = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
   std::vector<PromptSpec> prompts = parse_prompts(content, jsonl);
   if (prompts.empty()) throw InputError("no prompts in the file (blank lines are skipped)", path);

@@ -1,4 +1,6 @@
 #include "gen/model.h"
+#include "model/safetensors.h"
+#include "model/weights.h"
 
 #include <unistd.h>
 

@@ -49,22 +49,4 @@ std::string printable(const std::string& s, bool escape_high, size_t max_len) {
   return out;
 }
 
-std::string read_user_file(const std::string& path, const std::string& what) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    throw InputError("cannot read " + what + ": " + std::strerror(errno), path);
-  }
-  if (S_ISDIR(st.st_mode)) throw InputError("cannot read " + what + ": it is a directory", path);
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw InputError("cannot read " + what + ": " + std::strerror(errno), path);
-  std::string text;
-  try {
-    text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-  } catch (const std::exception& e) {
-    throw InputError("cannot read " + what + ": " + e.what(), path);
-  }
-  if (f.bad()) throw InputError("cannot read " + what, path);
-  return text;
-}
-
 }  // namespace gen::detail

@@ -13,8 +13,4 @@ bool json_depth_within(const char* p, size_t n, int limit);
 // too when `escape_high`, for text that may not be UTF-8), at most max_len characters.
 std::string printable(const std::string& s, bool escape_high, size_t max_len);
 
-// The bytes of a file the user named (a prompt, a prompts file, a text to score). Throws InputError
-// "cannot read <what>: <reason> (<path>)" when it is missing, a directory, or unreadable.
-std::string read_user_file(const std::string& path, const std::string& what);
-
 }  // namespace gen::detail

@@ -1,0 +1,45 @@
+// The devices gen runs on: what this machine has (a usable GPU and its memory, the host's available
+// memory), the choice between them, and the factory that makes a backend for one.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "gen/backend.h"
+
+namespace gen {
+
+struct Weights;
+
+enum class Device { cpu, cuda };
+const char* device_name(Device d);
+// True when a CUDA device can be used; otherwise `why` says why not (no device, old driver, or a
+// build without CUDA).
+bool cuda_available(std::string* why);
+// Memory of CUDA device 0 as cudaMemGetInfo sees it now. `usable` false: `why` says why (as
+// cuda_available) and the sizes are 0. Never throws: callers only report it.
+struct GpuMemory {
+  bool usable = false;
+  std::string why;
+  std::string name;        // e.g. "NVIDIA H200"
+  size_t total_bytes = 0;
+  size_t free_bytes = 0;
+};
+GpuMemory gpu_memory();
+// MemAvailable of /proc/meminfo in bytes: what can be allocated without swapping. 0 when unknown
+// (no /proc/meminfo, or no such line), so a caller refusing work must treat 0 as "cannot tell".
+size_t host_memory_available();
+// The same from the text of a /proc/meminfo ("MemAvailable:  123456 kB"); 0 when absent or malformed.
+size_t parse_mem_available(const std::string& meminfo_text);
+// "auto" | "cpu" | "cuda". auto falls back to the CPU and sets `note`; cuda without a usable GPU
+// throws with the reason.
+// A dtype other than fp32 on the CPU is refused here, before any slow load.
+Device choose_device(const std::string& requested, std::string* note, const std::string& dtype = "");
+// dtype: "" (the device's default: fp32 on the CPU, fp16 on CUDA), "fp32", "fp16", "bf16".
+std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads,
+                                      const std::string& dtype = "");
+
+// "1.50 MiB" style.
+std::string human_bytes(double bytes);
+
+}  // namespace gen
