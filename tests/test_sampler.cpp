@@ -7,6 +7,7 @@
 
 #include "engine/sample_rng.h"
 #include "gen/sampler.h"
+#include "model/rng.h"
 
 using namespace gen;
 

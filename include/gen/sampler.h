@@ -13,18 +13,6 @@ struct SamplingParams {
   float top_p = 1.0f;        // 1: off
 };
 
-// SplitMix64-seeded xoshiro256**: portable, so a seed gives the same draws on every platform. (Used to
-// make random weights; the sampler uses the counter-based hash of gen/sample_rng.h.)
-class Rng {
- public:
-  explicit Rng(uint64_t seed);
-  uint64_t next();
-  double uniform();  // [0, 1)
-
- private:
-  uint64_t s_[4];
-};
-
 int argmax(const float* logits, int n);
 // Scratch reused across calls, so the generation loop does not allocate once it has grown.
 struct SampleScratch {

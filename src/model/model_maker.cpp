@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gen/error.h"
-#include "gen/sampler.h"
+#include "model/rng.h"
 #include "model/weights.h"
 
 namespace fs = std::filesystem;
