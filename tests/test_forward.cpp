@@ -96,33 +96,3 @@ TEST_CASE("A batch of sequences of different lengths gives each the logits it ge
     }
   }
 }
-
-TEST_CASE("forward rejects positions past the cache and ids outside the vocabulary", "[forward]") {
-  Fixture f = load_fixture("tiny-noprefix");
-  CpuBackend be(f.weights, 1);
-  std::vector<float> logits(f.cfg.vocab_size);
-  auto cache = be.make_cache(1, 4);
-  REQUIRE_THROWS_WITH(be.forward({SeqInput{0, {1, 2, 3, 4, 5}, 0}}, cache.get(), logits.data()),
-                      Catch::Contains("exceed the context 4"));
-  REQUIRE_THROWS_WITH(be.forward({SeqInput{0, {f.cfg.vocab_size}, 0}}, nullptr, logits.data()),
-                      Catch::Contains("token id 97 out of range [0, 97)"));
-  REQUIRE_THROWS_WITH(be.forward({SeqInput{0, {1}, 2}}, cache.get(), logits.data()),
-                      Catch::Contains("does not follow the cached positions"));
-  auto two = be.make_cache(2, 4);
-  std::vector<float> two_logits(2 * size_t(f.cfg.vocab_size));
-  REQUIRE_THROWS_WITH(be.forward({SeqInput{1, {1}, 0}, SeqInput{1, {2}, 0}}, two.get(), two_logits.data()),
-                      Catch::Contains("slot 1 appears twice in one batch"));
-  REQUIRE_THROWS_WITH(be.make_cache(1, f.cfg.n_positions + 1), Catch::Contains("context must be 1..40"));
-}
-
-TEST_CASE("The KV cache's size is 2 x layers x slots x context x n_embd x bytes", "[forward]") {
-  Fixture f = load_fixture("tiny-bf16");  // 3 layers, n_embd 24
-  CpuBackend be(f.weights, 1);
-  auto cache = be.make_cache(2, 10);
-  REQUIRE(cache->bytes() == size_t(2) * 3 * 2 * 10 * 24 * 4);
-  std::vector<float> logits(2 * size_t(f.cfg.vocab_size));
-  be.forward({seq(f.input_ids, 0, 7, 0), seq(f.input_ids, 0, 3, 1)}, cache.get(), logits.data());
-  REQUIRE(cache->bytes_used() == size_t(2) * 3 * (7 + 3) * 24 * 4);
-  // gpt2-xl at its full context, one sequence, fp16: 2 * 48 * 1024 * 1600 * 2 bytes = 300 MiB.
-  REQUIRE(KVCache::bytes_for(48, 1600, 1, 1024, 2) == size_t(314572800));
-}
