@@ -110,9 +110,7 @@ class Generator {
           const RunCallbacks& cb);
 
  private:
-  struct Live;
-  int loop(const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size, const RunCallbacks& cb,
-           Session* session);
+  class Loop;  // one run: admitting requests, building a step, accepting its tokens
   Backend& backend_;
   const Tokenizer& tok_;
 };

@@ -41,6 +41,18 @@ int max_step_tokens(const std::vector<Request>& reqs, int B, int max_ctx, bool u
   for (size_t i = 0; i < n.size() && i < size_t(B); ++i) sum += n[i];
   return int(std::max(1L, sum));
 }
+
+// One sequence in the batch: its tokens so far, how many of them the cache holds, and its result.
+struct Live {
+  const Request* req = nullptr;
+  int slot = 0;
+  std::vector<int> seq;  // prompt + generated
+  int computed = 0;      // leading positions of seq whose K and V are in the cache
+  bool done = false;
+  Utf8Stream stream;
+  GenResult res;
+};
+
 }  // namespace
 
 int effective_context(const ModelConfig& cfg, int requested) {
@@ -61,15 +73,37 @@ std::vector<int> Generator::encode_prompt(const std::string& text, int max_ctx) 
   return ids;
 }
 
-// One sequence in the batch: its tokens so far, how many of them the cache holds, and its result.
-struct Generator::Live {
-  const Request* req = nullptr;
-  int slot = 0;
-  std::vector<int> seq;  // prompt + generated
-  int computed = 0;      // leading positions of seq whose K and V are in the cache
-  bool done = false;
-  Utf8Stream stream;
-  GenResult res;
+// One run of the loop: its cache, the live sequences and the buffers every step reuses, all allocated
+// before the first token. Each step admits waiting requests into free slots (continuous batching),
+// builds the batch, runs it, and accepts the drawn tokens.
+class Generator::Loop {
+ public:
+  Loop(Generator& g, const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size,
+       const RunCallbacks& cb, Session* session);
+  int run();
+
+ private:
+  void admit();
+  int build_step();  // returns the tokens the step computes
+  void accept(double ms, StepInfo& info);
+  void accept_token(Live& L, int tok);
+  void finish(Live& L, const char* reason);
+
+  Generator& g_;
+  const std::vector<Request>& requests_;
+  const GenOptions& opt_;
+  const RunCallbacks& cb_;
+  Session* session_;
+  const Clock::time_point t_start_ = Clock::now();
+  int max_ctx_ = 0;
+  std::unique_ptr<KVCache> own_cache_;
+  KVCache* cache_ = nullptr;
+  std::vector<int> free_slots_;
+  std::vector<Live> live_;
+  std::vector<SeqInput> batch_;
+  std::vector<DrawParams> draws_;
+  std::vector<int> next_;  // [B] drawn ids
+  size_t waiting_ = 0;     // requests_[waiting_..] have not started
 };
 
 GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& opt, const TextCallback& on_text,
@@ -82,7 +116,7 @@ GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& 
   if (on_text) cb.on_text = [&](int, const std::string& s) { on_text(s); };
   cb.on_done = [&](int, GenResult&& r) { out = std::move(r); };
   cb.on_step = on_step;
-  loop(one, opt, 1, cb, opt.use_cache ? session : nullptr);
+  Loop(*this, one, opt, 1, cb, opt.use_cache ? session : nullptr).run();
   if (out.finish_reason.empty()) {  // stopped before the prompt was admitted
     out.prompt_tokens = prompt;
     out.finish_reason = "interrupted";
@@ -92,156 +126,158 @@ GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& 
 
 int Generator::run(const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size,
                    const RunCallbacks& cb) {
-  return loop(requests, run_opt, batch_size, cb, nullptr);
+  return Loop(*this, requests, run_opt, batch_size, cb, nullptr).run();
 }
 
-int Generator::loop(const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size,
-                    const RunCallbacks& cb, Session* session) {
-  const auto t_start = Clock::now();
-  const ModelConfig& cfg = backend_.config();
-  const int max_ctx = effective_context(cfg, run_opt.max_ctx);
+Generator::Loop::Loop(Generator& g, const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size,
+                      const RunCallbacks& cb, Session* session)
+    : g_(g), requests_(requests), opt_(run_opt), cb_(cb), session_(session) {
+  const ModelConfig& cfg = g_.backend_.config();
+  max_ctx_ = effective_context(cfg, run_opt.max_ctx);
   if (batch_size < 1) throw InputError("--batch-size " + std::to_string(batch_size) + " must be >= 1", "--batch-size");
   for (const auto& r : requests) {
     if (r.prompt.empty()) throw Error("generate: empty prompt");
-    if (int(r.prompt.size()) > max_ctx) throw InputError(too_long(r.prompt.size(), max_ctx), "prompt");
+    if (int(r.prompt.size()) > max_ctx_) throw InputError(too_long(r.prompt.size(), max_ctx_), "prompt");
   }
   const int B = std::max(1, std::min<int>(batch_size, int(requests.size())));
-  // Everything the loop touches is allocated here, before the first token.
-  std::unique_ptr<KVCache> own_cache;
-  KVCache* cache = nullptr;
-  if (session) {
-    if (!session->cache || session->cache->max_ctx() != max_ctx) {
-      session->cache = backend_.make_cache(1, max_ctx);
-      session->tokens.clear();
+  if (session_) {
+    if (!session_->cache || session_->cache->max_ctx() != max_ctx_) {
+      session_->cache = g_.backend_.make_cache(1, max_ctx_);
+      session_->tokens.clear();
     }
-    cache = session->cache.get();
+    cache_ = session_->cache.get();
   } else if (run_opt.use_cache) {
-    own_cache = backend_.make_cache(B, max_ctx);
-    cache = own_cache.get();
+    own_cache_ = g_.backend_.make_cache(B, max_ctx_);
+    cache_ = own_cache_.get();
   }
-  backend_.reserve(max_step_tokens(requests, B, max_ctx, cache != nullptr));
-  std::vector<int> free_slots;
-  for (int s = B - 1; s >= 0; --s) free_slots.push_back(s);
-  std::vector<Live> live;
-  live.reserve(B);
-  std::vector<SeqInput> batch;
-  std::vector<DrawParams> draws;
-  std::vector<int> next(B);
-  size_t waiting = 0;  // requests[waiting..] have not started
+  g_.backend_.reserve(max_step_tokens(requests, B, max_ctx_, cache_ != nullptr));
+  for (int s = B - 1; s >= 0; --s) free_slots_.push_back(s);
+  live_.reserve(B);
+  next_.resize(B);
+}
+
+int Generator::Loop::run() {
   int step = 0;
-
-  auto finish = [&](Live& L, const char* reason) {
-    L.res.finish_reason = reason;
-    const std::string tail = L.stream.flush();
-    if (!tail.empty()) {
-      L.res.text += tail;
-      if (cb.on_text) cb.on_text(L.req->index, tail);
-    }
-    if (cache) {
-      L.res.kv_bytes_allocated = cache->bytes();
-      L.res.kv_bytes_used = cache->bytes_for_positions(size_t(L.computed));
-    }
-    L.res.timing.total_ms = ms_since(t_start);
-    if (session) session->tokens.assign(L.seq.begin(), L.seq.begin() + L.computed);
-    L.done = true;
-    if (cb.on_done) cb.on_done(L.req->index, std::move(L.res));
-  };
-
-  for (;;) {
-    if (run_opt.stop && *run_opt.stop) {
-      for (auto& L : live) finish(L, "interrupted");
+  for (;; ++step) {
+    if (opt_.stop && *opt_.stop) {
+      for (auto& L : live_) finish(L, "interrupted");
       break;
     }
-    // Admit waiting requests into free slots (continuous batching).
-    while (!free_slots.empty() && waiting < requests.size()) {
-      const Request& r = requests[waiting++];
-      live.emplace_back();
-      Live& L = live.back();
-      L.req = &r;
-      L.seq = r.prompt;
-      L.seq.reserve(max_ctx);
-      L.res.prompt_tokens = r.prompt;
-      L.res.tokens.reserve(std::max(0, std::min(r.opt.max_new_tokens, max_ctx)));
-      L.res.timing.queue_ms = ms_since(t_start);
-      if (r.opt.max_new_tokens <= 0 || int(r.prompt.size()) >= max_ctx) {
-        finish(L, r.opt.max_new_tokens > 0 ? "context" : "length");
-        live.pop_back();
-        continue;
-      }
-      L.slot = free_slots.back();
-      free_slots.pop_back();
-      if (session) {  // reuse the cached prefix, leaving at least one token to compute
-        const auto& have = session->tokens;
-        size_t n = 0;
-        while (n < have.size() && n + 1 < r.prompt.size() && have[n] == r.prompt[n]) ++n;
-        L.computed = int(n);
-        L.res.timing.cached_tokens = int(n);
-      }
-    }
-    if (live.empty()) break;
-
-    const size_t n_live = live.size();
-    batch.resize(n_live);
-    draws.resize(n_live);
-    int new_tokens = 0;
-    for (size_t i = 0; i < n_live; ++i) {
-      const Live& L = live[i];
-      SeqInput& s = batch[i];
-      s.slot = L.slot;
-      const int from = cache ? L.computed : 0;
-      s.tokens.assign(L.seq.begin() + from, L.seq.end());
-      s.pos0 = from;
-      new_tokens += int(s.tokens.size());
-      // The draw of token k of a request depends only on (seed, k, logits): the same whatever the batch.
-      draws[i] = DrawParams{L.req->opt.sampling, L.req->opt.seed, int(L.res.tokens.size())};
-    }
+    admit();
+    if (live_.empty()) break;
+    const int new_tokens = build_step();
     const auto t_step = Clock::now();
-    backend_.forward_sample(batch, cache, draws, next.data());
-    const double ms = ms_since(t_step);
-
-    StepInfo info{step, int(n_live), 0, new_tokens, ms};
-    for (size_t i = 0; i < n_live; ++i) {
-      Live& L = live[i];
-      const Request& r = *L.req;
-      Timing& t = L.res.timing;
-      if (L.res.tokens.empty()) {
-        t.prefill_ms = ms;
-        t.ttft_ms = ms_since(t_start);
-        t.prefill_tokens = int(batch[i].tokens.size());
-      } else {
-        t.decode_ms += ms;
-        ++t.decode_steps;
-      }
-      L.computed = int(L.seq.size());
-      info.context = std::max(info.context, L.computed);
-      const int tok = next[i];
-      L.res.tokens.push_back(tok);
-      L.seq.push_back(tok);
-      if (tok == (r.opt.ignore_eos ? -1 : cfg.eos_token_id)) {
-        finish(L, "eos");
-        continue;
-      }
-      const std::string piece = L.stream.push(tok_.token_bytes(tok));
-      if (!piece.empty()) {
-        L.res.text += piece;
-        if (cb.on_text) cb.on_text(r.index, piece);
-      }
-      if (!piece.empty() && hits_stop(L.res.text, piece.size(), r.opt.stop_strings)) {
-        finish(L, "stop");
-      } else if (int(L.res.tokens.size()) >= r.opt.max_new_tokens) {
-        finish(L, "length");
-      } else if (int(L.seq.size()) >= max_ctx) {
-        finish(L, "context");
-      }
+    g_.backend_.forward_sample(batch_, cache_, draws_, next_.data());
+    StepInfo info{step, int(live_.size()), 0, new_tokens, ms_since(t_step)};
+    accept(info.ms, info);
+    if (cb_.on_step) cb_.on_step(info);
+    for (const Live& L : live_) {
+      if (L.done) free_slots_.push_back(L.slot);
     }
-    if (cb.on_step) cb.on_step(info);
-    ++step;
-    for (const Live& L : live) {
-      if (L.done) free_slots.push_back(L.slot);
-    }
-    live.erase(std::remove_if(live.begin(), live.end(), [](const Live& L) { return L.done; }), live.end());
+    live_.erase(std::remove_if(live_.begin(), live_.end(), [](const Live& L) { return L.done; }), live_.end());
   }
   return step;
+}
+
+void Generator::Loop::finish(Live& L, const char* reason) {
+  L.res.finish_reason = reason;
+  const std::string tail = L.stream.flush();
+  if (!tail.empty()) {
+    L.res.text += tail;
+    if (cb_.on_text) cb_.on_text(L.req->index, tail);
+  }
+  if (cache_) {
+    L.res.kv_bytes_allocated = cache_->bytes();
+    L.res.kv_bytes_used = cache_->bytes_for_positions(size_t(L.computed));
+  }
+  L.res.timing.total_ms = ms_since(t_start_);
+  if (session_) session_->tokens.assign(L.seq.begin(), L.seq.begin() + L.computed);
+  L.done = true;
+  if (cb_.on_done) cb_.on_done(L.req->index, std::move(L.res));
+}
+
+void Generator::Loop::admit() {
+  while (!free_slots_.empty() && waiting_ < requests_.size()) {
+    const Request& r = requests_[waiting_++];
+    live_.emplace_back();
+    Live& L = live_.back();
+    L.req = &r;
+    L.seq = r.prompt;
+    L.seq.reserve(max_ctx_);
+    L.res.prompt_tokens = r.prompt;
+    L.res.tokens.reserve(std::max(0, std::min(r.opt.max_new_tokens, max_ctx_)));
+    L.res.timing.queue_ms = ms_since(t_start_);
+    if (r.opt.max_new_tokens <= 0 || int(r.prompt.size()) >= max_ctx_) {
+      finish(L, r.opt.max_new_tokens > 0 ? "context" : "length");
+      live_.pop_back();
+      continue;
+    }
+    L.slot = free_slots_.back();
+    free_slots_.pop_back();
+    if (session_) {  // reuse the cached prefix, leaving at least one token to compute
+      const auto& have = session_->tokens;
+      size_t n = 0;
+      while (n < have.size() && n + 1 < r.prompt.size() && have[n] == r.prompt[n]) ++n;
+      L.computed = int(n);
+      L.res.timing.cached_tokens = int(n);
+    }
+  }
+}
+
+int Generator::Loop::build_step() {
+  const size_t n_live = live_.size();
+  batch_.resize(n_live);
+  draws_.resize(n_live);
+  int new_tokens = 0;
+  for (size_t i = 0; i < n_live; ++i) {
+    const Live& L = live_[i];
+    SeqInput& s = batch_[i];
+    s.slot = L.slot;
+    const int from = cache_ ? L.computed : 0;
+    s.tokens.assign(L.seq.begin() + from, L.seq.end());
+    s.pos0 = from;
+    new_tokens += int(s.tokens.size());
+    // The draw of token k of a request depends only on (seed, k, logits): the same whatever the batch.
+    draws_[i] = DrawParams{L.req->opt.sampling, L.req->opt.seed, int(L.res.tokens.size())};
+  }
+  return new_tokens;
+}
+
+void Generator::Loop::accept(double ms, StepInfo& info) {
+  for (size_t i = 0; i < live_.size(); ++i) {
+    Live& L = live_[i];
+    Timing& t = L.res.timing;
+    if (L.res.tokens.empty()) {
+      t.prefill_ms = ms;
+      t.ttft_ms = ms_since(t_start_);
+      t.prefill_tokens = int(batch_[i].tokens.size());
+    } else {
+      t.decode_ms += ms;
+      ++t.decode_steps;
+    }
+    L.computed = int(L.seq.size());
+    info.context = std::max(info.context, L.computed);
+    accept_token(L, next_[i]);
+  }
+}
+
+void Generator::Loop::accept_token(Live& L, int tok) {
+  const Request& r = *L.req;
+  L.res.tokens.push_back(tok);
+  L.seq.push_back(tok);
+  if (tok == (r.opt.ignore_eos ? -1 : g_.backend_.config().eos_token_id)) return finish(L, "eos");
+  const std::string piece = L.stream.push(g_.tok_.token_bytes(tok));
+  if (!piece.empty()) {
+    L.res.text += piece;
+    if (cb_.on_text) cb_.on_text(r.index, piece);
+  }
+  if (!piece.empty() && hits_stop(L.res.text, piece.size(), r.opt.stop_strings)) {
+    finish(L, "stop");
+  } else if (int(L.res.tokens.size()) >= r.opt.max_new_tokens) {
+    finish(L, "length");
+  } else if (int(L.seq.size()) >= max_ctx_) {
+    finish(L, "context");
+  }
 }
 
 }  // namespace gen
