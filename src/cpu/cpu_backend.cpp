@@ -45,49 +45,49 @@ std::unique_ptr<KVCache> CpuBackend::new_cache(int slots, int max_ctx) {
   return std::make_unique<CpuKVCache>(w_->cfg, slots, max_ctx);
 }
 
-void CpuBackend::reserve(int N) {
-  if (N <= reserved_) return;
+void CpuBackend::reserve(int T) {
+  if (T <= reserved_) return;
   const size_t C = w_->cfg.n_embd;
   // x, ln, qkv(3), att, mlp(4), tmp, last, kv_k, kv_v: 14 floats per token per channel
-  check_host_fits(14.0 * N * C * sizeof(float), "scratch for " + std::to_string(N) + " tokens per step",
+  check_host_fits(14.0 * T * C * sizeof(float), "scratch for " + std::to_string(T) + " tokens per step",
                   "--batch-size or --ctx (without the cache every step holds whole sequences)");
-  x_.resize(N * C);
-  ln_.resize(N * C);
-  qkv_.resize(N * 3 * C);
-  att_.resize(N * C);
-  mlp_.resize(N * 4 * C);
-  tmp_.resize(N * C);
-  last_.resize(N * C);
-  scores_.resize(size_t(threads_) * (N + w_->cfg.n_positions));
-  kv_k_.resize(N * C);
-  kv_v_.resize(N * C);
-  reserved_ = N;
+  x_.resize(T * C);
+  ln_.resize(T * C);
+  qkv_.resize(T * 3 * C);
+  att_.resize(T * C);
+  mlp_.resize(T * 4 * C);
+  tmp_.resize(T * C);
+  last_.resize(T * C);
+  scores_.resize(size_t(threads_) * (T + w_->cfg.n_positions));
+  kv_k_.resize(T * C);
+  kv_v_.resize(T * C);
+  reserved_ = T;
 }
 
-void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int N) {
+void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int T) {
   const auto& c = w_->cfg;
   const auto& L = w_->layers[l];
   const int C = c.n_embd, H = c.n_head, D = c.head_dim();
-  cpu::layernorm(ln_.data(), x_.data(), L.ln1_w, L.ln1_b, N, C, c.layer_norm_epsilon);
-  cpu::matmul(qkv_.data(), ln_.data(), L.qkv_w, L.qkv_b, N, C, 3 * C);
+  cpu::layernorm(ln_.data(), x_.data(), L.ln1_w, L.ln1_b, T, C, c.layer_norm_epsilon);
+  cpu::matmul(qkv_.data(), ln_.data(), L.qkv_w, L.qkv_b, T, C, 3 * C);
   for (size_t i = 0; i < batch.size(); ++i) {
     const auto& s = batch[i];
-    const int T = int(s.tokens.size()), r0 = row0_[i];
-    // Without a cache the sequence's own K and V live in scratch, [H][T][D], for this layer only.
+    const int n = int(s.tokens.size()), r0 = row0_[i];
+    // Without a cache the sequence's own K and V live in scratch, [H][n][D], for this layer only.
     float* K = cache ? cache->k(l, s.slot) : kv_k_.data() + size_t(r0) * C;
     float* V = cache ? cache->v(l, s.slot) : kv_v_.data() + size_t(r0) * C;
-    const int ctx = cache ? cache->max_ctx() : T;
+    const int ctx = cache ? cache->max_ctx() : n;
     const float* qkv = qkv_.data() + size_t(r0) * 3 * C;
-    cpu::kv_write(K, V, ctx, qkv, T, s.pos0, H, D);
-    cpu::attention(att_.data() + size_t(r0) * C, qkv, K, V, ctx, T, s.pos0, H, D, scores_.data(), threads_);
+    cpu::kv_write(K, V, ctx, qkv, n, s.pos0, H, D);
+    cpu::attention(att_.data() + size_t(r0) * C, qkv, K, V, ctx, n, s.pos0, H, D, scores_.data(), threads_);
   }
-  cpu::matmul(tmp_.data(), att_.data(), L.proj_w, L.proj_b, N, C, C);
-  cpu::add_inplace(x_.data(), tmp_.data(), size_t(N) * C);
-  cpu::layernorm(ln_.data(), x_.data(), L.ln2_w, L.ln2_b, N, C, c.layer_norm_epsilon);
-  cpu::matmul(mlp_.data(), ln_.data(), L.fc_w, L.fc_b, N, C, 4 * C);
-  cpu::gelu_inplace(mlp_.data(), size_t(N) * 4 * C);
-  cpu::matmul(tmp_.data(), mlp_.data(), L.fcproj_w, L.fcproj_b, N, 4 * C, C);
-  cpu::add_inplace(x_.data(), tmp_.data(), size_t(N) * C);
+  cpu::matmul(tmp_.data(), att_.data(), L.proj_w, L.proj_b, T, C, C);
+  cpu::add_inplace(x_.data(), tmp_.data(), size_t(T) * C);
+  cpu::layernorm(ln_.data(), x_.data(), L.ln2_w, L.ln2_b, T, C, c.layer_norm_epsilon);
+  cpu::matmul(mlp_.data(), ln_.data(), L.fc_w, L.fc_b, T, C, 4 * C);
+  cpu::gelu_inplace(mlp_.data(), size_t(T) * 4 * C);
+  cpu::matmul(tmp_.data(), mlp_.data(), L.fcproj_w, L.fcproj_b, T, 4 * C, C);
+  cpu::add_inplace(x_.data(), tmp_.data(), size_t(T) * C);
 }
 
 void CpuBackend::compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) {
@@ -95,21 +95,21 @@ void CpuBackend::compute(const std::vector<SeqInput>& batch, KVCache* cache, flo
   const auto& c = w_->cfg;
   const int C = c.n_embd, B = int(batch.size());
   row0_.resize(B);
-  int N = 0;
+  int T = 0;
   for (int i = 0; i < B; ++i) {
-    row0_[i] = N;
-    N += int(batch[i].tokens.size());
+    row0_[i] = T;
+    T += int(batch[i].tokens.size());
   }
-  reserve(std::max(N, B));
+  reserve(std::max(T, B));
   for (int i = 0; i < B; ++i) {
     const auto& s = batch[i];
     cpu::embed(x_.data() + size_t(row0_[i]) * C, s.tokens.data(), int(s.tokens.size()), s.pos0,
                w_->wte, w_->wpe, C);
   }
-  for (int l = 0; l < c.n_layer; ++l) layer_forward(l, batch, cpu_cache, N);
-  if (all_rows) {  // every row through ln_f and the LM head: last_ holds N rows (reserve(N))
-    cpu::layernorm(last_.data(), x_.data(), w_->lnf_w, w_->lnf_b, N, C, c.layer_norm_epsilon);
-    cpu::matmul_transposed(logits_out, last_.data(), w_->wte, N, C, c.vocab_size);
+  for (int l = 0; l < c.n_layer; ++l) layer_forward(l, batch, cpu_cache, T);
+  if (all_rows) {  // every row through ln_f and the LM head: last_ holds T rows (reserve(T))
+    cpu::layernorm(last_.data(), x_.data(), w_->lnf_w, w_->lnf_b, T, C, c.layer_norm_epsilon);
+    cpu::matmul_transposed(logits_out, last_.data(), w_->wte, T, C, c.vocab_size);
   } else {
     // Only the last position of each sequence reaches ln_f and the LM head.
     for (int i = 0; i < B; ++i) {

@@ -33,25 +33,25 @@ class CpuBackend : public Backend {
 
  protected:
   std::unique_ptr<KVCache> new_cache(int slots, int max_ctx) override;
-  // The one forward pass: logits of each sequence's last row ([B, V]) or of every row ([N, V]).
+  // The one forward pass: logits of each sequence's last row ([B, V]) or of every row ([T, V]).
   void compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) override;
 
  private:
-  void layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int N);
+  void layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int T);
 
   std::shared_ptr<const Weights> w_;
   int threads_;
   int reserved_ = 0;  // tokens the scratch holds
-  // Scratch, N = new tokens of the whole batch:
-  std::vector<float> x_;       // [N, C]   residual stream
-  std::vector<float> ln_;      // [N, C]
-  std::vector<float> qkv_;     // [N, 3C]
-  std::vector<float> att_;     // [N, C]
-  std::vector<float> mlp_;     // [N, 4C]
-  std::vector<float> tmp_;     // [N, C]
-  std::vector<float> last_;    // [B, C]  final-layernormed last rows ([N, C] for forward_all)
-  std::vector<float> scores_;  // [threads, N]
-  std::vector<float> kv_k_, kv_v_;  // no-cache path: one layer's K, V [H][N][D] per sequence
+  // Scratch, T = rows: the new tokens of the whole batch:
+  std::vector<float> x_;       // [T, C]   residual stream
+  std::vector<float> ln_;      // [T, C]
+  std::vector<float> qkv_;     // [T, 3C]
+  std::vector<float> att_;     // [T, C]
+  std::vector<float> mlp_;     // [T, 4C]
+  std::vector<float> tmp_;     // [T, C]
+  std::vector<float> last_;    // [B, C]  final-layernormed last rows ([T, C] for forward_all)
+  std::vector<float> scores_;  // [threads, T + n_positions]
+  std::vector<float> kv_k_, kv_v_;  // no-cache path: one layer's K, V [H][n][D] per sequence
   std::vector<int> row0_;      // first row of each sequence in the batch
 };
 

@@ -45,18 +45,18 @@ void layernorm(float* out, const float* x, const float* w, const float* b, int T
   }
 }
 
-void matmul(float* out, const float* x, const float* W, const float* bias, int T, int K, int N) {
+void matmul(float* out, const float* x, const float* W, const float* bias, int T, int Cin, int Cout) {
   if (T == 1) {
-    // y = W^T x: the weights are [K, N] row-major, so this is a transposed GEMV.
-    if (bias) std::memcpy(out, bias, sizeof(float) * N);
-    cblas_sgemv(CblasRowMajor, CblasTrans, K, N, 1.0f, W, N, x, 1, bias ? 1.0f : 0.0f, out, 1);
+    // y = W^T x: the weights are [Cin, Cout] row-major, so this is a transposed GEMV.
+    if (bias) std::memcpy(out, bias, sizeof(float) * Cout);
+    cblas_sgemv(CblasRowMajor, CblasTrans, Cin, Cout, 1.0f, W, Cout, x, 1, bias ? 1.0f : 0.0f, out, 1);
     return;
   }
   if (bias) {
-    for (int t = 0; t < T; ++t) std::memcpy(out + size_t(t) * N, bias, sizeof(float) * N);
+    for (int t = 0; t < T; ++t) std::memcpy(out + size_t(t) * Cout, bias, sizeof(float) * Cout);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, N, K, 1.0f, x, K, W, N,
-              bias ? 1.0f : 0.0f, out, N);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Cout, Cin, 1.0f, x, Cin, W, Cout,
+              bias ? 1.0f : 0.0f, out, Cout);
 }
 
 void matmul_transposed(float* out, const float* x, const float* E, int T, int C, int V) {

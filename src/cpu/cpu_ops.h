@@ -1,6 +1,7 @@
 // The CPU twins of the model's ops: plain fp32 code (OpenBLAS for GEMMs, OpenMP for the rest) that
 // is both the CPU backend and the oracle the CUDA kernels are tested against.
-// Dimensions: T = rows (tokens), C = n_embd, H = heads, D = head_dim, N/K = GEMM sizes.
+// Dimensions, as in kernels/cuda_kernels.h: B = sequences, T = rows (tokens of the call), C = n_embd,
+// H = heads, D = head_dim, V = vocab; a GEMM maps Cin columns to Cout.
 #pragma once
 #include <cstddef>
 
@@ -12,8 +13,8 @@ void embed(float* out, const int* tokens, int T, int pos0, const float* wte, con
 // out[t] = (x[t] - mean) / sqrt(var + eps) * w + b              x, out [T, C]; w, b [C]
 void layernorm(float* out, const float* x, const float* w, const float* b, int T, int C, float eps);
 
-// out = x @ W + bias (bias may be null)                        x [T, K], W [K, N], out [T, N]
-void matmul(float* out, const float* x, const float* W, const float* bias, int T, int K, int N);
+// out = x @ W + bias (bias may be null)                        x [T, Cin], W [Cin, Cout], out [T, Cout]
+void matmul(float* out, const float* x, const float* W, const float* bias, int T, int Cin, int Cout);
 
 // out = x @ E^T, the tied LM head                              x [T, C], E [V, C], out [T, V]
 void matmul_transposed(float* out, const float* x, const float* E, int T, int C, int V);
