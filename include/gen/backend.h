@@ -45,8 +45,8 @@ class Backend {
   // the last position's logits of each sequence into logits_out, [batch.size()][V] fp32.
   void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out);
   // forward(), but the logits of EVERY new position reach ln_f and the LM head (to score text:
-  // perplexity). logits_out is [N][V] fp32, N = new tokens of the whole batch, rows in batch order
-  // (sequence 0's tokens, then sequence 1's, ...). The caller bounds N: N x V floats live on the host
+  // perplexity). logits_out is [T][V] fp32, T = new tokens of the whole batch, rows in batch order
+  // (sequence 0's tokens, then sequence 1's, ...). The caller bounds T: T x V floats live on the host
   // and, on CUDA, on the device.
   void forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out);
   // forward(), then one draw per sequence with gen::sample, into tokens_out [batch.size()].
@@ -60,7 +60,7 @@ class Backend {
   virtual std::unique_ptr<KVCache> new_cache(int slots, int max_ctx) = 0;
   // The model over a checked batch. `cache` is nullptr or one this backend made (a static_cast to the
   // backend's cache type is safe); its lengths still hold the positions before this call.
-  // all_rows: the logits of every new position ([N, V]); else each sequence's last ([B, V]).
+  // all_rows: the logits of every new position ([T, V]); else each sequence's last ([B, V]).
   virtual void compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) = 0;
   // compute(), then the draws. This default samples on the host; the CUDA backend samples on the GPU
   // (only ids cross to the host) and replays a captured graph for decode steps.

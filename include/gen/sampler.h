@@ -1,6 +1,6 @@
 // Sampling: pure functions over one sequence's logits. The draw is stateless: token number `step` of a
-// sequence depends only on (seed, step, logits), with the algorithm of gen/sample_rng.h, the exact twin of
-// the CUDA kernel gen::cuda::sample.
+// sequence depends only on (seed, step, logits), with the algorithm of engine/sample_rng.h, the exact
+// twin of the CUDA kernel gen::cuda::sample.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -20,7 +20,7 @@ struct SampleScratch {
   std::vector<float> kept;  // z values that survive top-k, for top-k's selection and top-p's sort
 };
 // Temperature, then top-k, then top-p over the survivors (Hugging Face's warper order), then a Gumbel-max
-// draw from the stream of (seed, step). See gen/sample_rng.h for the exact definition.
+// draw from the stream of (seed, step). See engine/sample_rng.h for the exact definition.
 int sample(const float* logits, int n, const SamplingParams& p, uint64_t seed, int step,
            SampleScratch& scratch);
 
