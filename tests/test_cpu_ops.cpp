@@ -2,31 +2,24 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
-#include <random>
+#include <vector>
 
 #include "cpu/cpu_ops.h"
+#include "random_inputs.h"
 #include "test_util.h"
 
 using namespace gen;
 using gen::test::check_close;
-
-namespace {
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-constexpr float kPoison = 1234567.0f;  // outputs start here so an unwritten element cannot pass
-}  // namespace
+using gen::test::poisoned;  // outputs start as NaN so that an unwritten element cannot pass
+using gen::test::random_normal;
 
 TEST_CASE("matmul and the tied LM head equal a float64 product", "[ops]") {
   for (int T : {1, 3, 31, 64}) {
     const int K = 40, N = 72;
-    auto x = randn(size_t(T) * K, 1 + T), W = randn(size_t(K) * N, 2), b = randn(N, 3);
-    std::vector<float> out(size_t(T) * N, kPoison), ref(out.size()), out_t(size_t(T) * K, kPoison),
-        ref_t(out_t.size());
+    auto x = random_normal(size_t(T) * K, 1 + T), W = random_normal(size_t(K) * N, 2);
+    auto b = random_normal(N, 3);
+    std::vector<float> out = poisoned<float>(size_t(T) * N), ref(out.size());
+    std::vector<float> out_t = poisoned<float>(size_t(T) * K), ref_t(out_t.size());
     for (int t = 0; t < T; ++t)
       for (int n = 0; n < N; ++n) {
         double s = b[n];
@@ -52,9 +45,9 @@ TEST_CASE("matmul and the tied LM head equal a float64 product", "[ops]") {
 
 TEST_CASE("layernorm, gelu_new and embed equal their float64 formulas", "[ops]") {
   const int T = 31, C = 100;
-  auto x = randn(size_t(T) * C, 7, 3.0f), w = randn(C, 8), b = randn(C, 9);
+  auto x = random_normal(size_t(T) * C, 7, 0.0f, 3.0f), w = random_normal(C, 8), b = random_normal(C, 9);
   for (auto& v : x) v += 5.0f;  // a large mean: the variance must not cancel
-  std::vector<float> out(x.size(), kPoison), ref(x.size());
+  std::vector<float> out = poisoned<float>(x.size()), ref(x.size());
   for (int t = 0; t < T; ++t) {
     double m = 0, v = 0;
     for (int c = 0; c < C; ++c) m += x[t * C + c];
@@ -66,7 +59,7 @@ TEST_CASE("layernorm, gelu_new and embed equal their float64 formulas", "[ops]")
   cpu::layernorm(out.data(), x.data(), w.data(), b.data(), T, C, 1e-5f);
   REQUIRE(check_close(out.data(), ref.data(), out.size(), 1e-5, 1e-5) == "");
 
-  auto g = randn(100000, 10, 4.0f);  // past the parallel threshold
+  auto g = random_normal(100000, 10, 0.0f, 4.0f);  // past the parallel threshold
   std::vector<float> gref(g.size());
   for (size_t i = 0; i < g.size(); ++i) {
     double v = g[i];
@@ -76,9 +69,9 @@ TEST_CASE("layernorm, gelu_new and embed equal their float64 formulas", "[ops]")
   REQUIRE(check_close(g.data(), gref.data(), g.size(), 1e-6, 1e-5) == "");
 
   const int V = 11, P = 9;
-  auto wte = randn(size_t(V) * C, 11), wpe = randn(size_t(P) * C, 12);
+  auto wte = random_normal(size_t(V) * C, 11), wpe = random_normal(size_t(P) * C, 12);
   std::vector<int> tokens = {10, 0, 3};
-  std::vector<float> e(3 * C, kPoison);
+  std::vector<float> e = poisoned<float>(3 * C);
   cpu::embed(e.data(), tokens.data(), 3, 5, wte.data(), wpe.data(), C);
   for (int t = 0; t < 3; ++t)
     for (int c = 0; c < C; ++c) REQUIRE(e[t * C + c] == wte[tokens[t] * C + c] + wpe[(5 + t) * C + c]);
@@ -88,8 +81,8 @@ TEST_CASE("attention over the cache equals a float64 causal softmax attention", 
   const int H = 3, D = 16, C = H * D;
   for (auto [pos0, T] : {std::pair{0, 1}, {0, 31}, {5, 1}, {40, 7}, {0, 64}}) {
     const int ctx = pos0 + T + 3;  // the cache is larger than what is used
-    auto qkv = randn(size_t(T) * 3 * C, 100 + T);
-    auto k = randn(size_t(H) * ctx * D, 200), v = randn(size_t(H) * ctx * D, 300);
+    auto qkv = random_normal(size_t(T) * 3 * C, 100 + T);
+    auto k = random_normal(size_t(H) * ctx * D, 200), v = random_normal(size_t(H) * ctx * D, 300);
     cpu::kv_write(k.data(), v.data(), ctx, qkv.data(), T, pos0, H, D);
     for (int t = 0; t < T; ++t)  // kv_write put the new K and V rows where attention reads them
       for (int h = 0; h < H; ++h)
@@ -97,7 +90,7 @@ TEST_CASE("attention over the cache equals a float64 causal softmax attention", 
           REQUIRE(k[(size_t(h) * ctx + pos0 + t) * D + d] == qkv[size_t(t) * 3 * C + C + h * D + d]);
           REQUIRE(v[(size_t(h) * ctx + pos0 + t) * D + d] == qkv[size_t(t) * 3 * C + 2 * C + h * D + d]);
         }
-    std::vector<float> out(size_t(T) * C, kPoison), ref(out.size()), scores(4 * size_t(pos0 + T));
+    std::vector<float> out = poisoned<float>(size_t(T) * C), ref(out.size()), scores(4 * size_t(pos0 + T));
     for (int t = 0; t < T; ++t)
       for (int h = 0; h < H; ++h) {
         const int n = pos0 + t + 1;

@@ -13,76 +13,27 @@
 #include "cpu/cpu_ops.h"
 #include "cuda/cuda_common.h"
 #include "cuda_kernels.h"
+#include "cuda_test_util.h"
 #include "test_util.h"
 
 using gen::cuda::AttentionWorkspace;
 using gen::cuda::CacheLayer;
 using gen::cuda::DeviceBuffer;
 using gen::test::check_close;
+using gen::test::DeviceTensor;
+using gen::test::download;
+using gen::test::poison;
+using gen::test::random_ids;
+using gen::test::random_tensor;
+using gen::test::upload_ints;
 
 namespace {
-
-template <typename T>
-T from_f(float x) {
-  if constexpr (std::is_same_v<T, float>)
-    return x;
-  else if constexpr (std::is_same_v<T, __half>)
-    return __float2half(x);
-  else
-    return __float2bfloat16(x);
-}
-inline float to_f(float x) { return x; }
-inline float to_f(__half x) { return __half2float(x); }
-inline float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
 
 template <typename T>
 struct Tol {  // fp32: the house tolerance; 16-bit: the output is rounded to T
   static constexpr double atol = std::is_same_v<T, float> ? 1e-5 : 1e-2;
   static constexpr double rtol = std::is_same_v<T, float> ? 1e-4 : 1e-2;
 };
-
-// Random values rounded to T: `dev` holds them for the kernel, `ref` the same values as float.
-template <typename T>
-struct Tensor {
-  std::vector<float> ref;
-  DeviceBuffer<T> dev;
-};
-
-template <typename T>
-void upload(DeviceBuffer<T>& d, const std::vector<T>& h) {
-  CUDA_CHECK(cudaMemcpy(d.get(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-}
-
-template <typename T>
-Tensor<T> random_tensor(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<T> h(n);
-  Tensor<T> t{std::vector<float>(n), DeviceBuffer<T>(n)};
-  for (size_t i = 0; i < n; ++i) t.ref[i] = to_f(h[i] = from_f<T>(dist(rng)));
-  upload(t.dev, h);
-  return t;
-}
-
-template <typename T>
-std::vector<float> download(const DeviceBuffer<T>& d) {
-  std::vector<T> h(d.size());
-  CUDA_CHECK(cudaMemcpy(h.data(), d.get(), d.bytes(), cudaMemcpyDeviceToHost));
-  std::vector<float> f(h.size());
-  for (size_t i = 0; i < h.size(); ++i) f[i] = to_f(h[i]);
-  return f;
-}
-
-template <typename T>
-void fill_nan(DeviceBuffer<T>& d) {
-  upload(d, std::vector<T>(d.size(), from_f<T>(NAN)));
-}
-
-DeviceBuffer<int> upload_ints(const std::vector<int>& h) {
-  DeviceBuffer<int> d(h.size());
-  upload(d, h);
-  return d;
-}
 
 // ---- kv_write -----------------------------------------------------------------------------------------
 
@@ -99,20 +50,20 @@ void check_kv_write(int N, int H, int D, uint32_t seed) {
   for (int r = 0; r < N; ++r) slot[r] = pairs[r] / ctx, pos[r] = pairs[r] % ctx;
   auto d_slot = upload_ints(slot), d_pos = upload_ints(pos);
 
-  std::vector<float> want_k = k.ref, want_v = v.ref;  // untouched positions keep their values
+  std::vector<float> want_k = k.host, want_v = v.host;  // untouched positions keep their values
   for (int r = 0; r < N; ++r)
     for (int h = 0; h < H; ++h)
       for (int d = 0; d < D; ++d) {
         const size_t dst = ((size_t(slot[r]) * H + h) * ctx + pos[r]) * D + d;
-        want_k[dst] = qkv.ref[size_t(r) * 3 * C + C + h * D + d];
-        want_v[dst] = qkv.ref[size_t(r) * 3 * C + 2 * C + h * D + d];
+        want_k[dst] = qkv.host[size_t(r) * 3 * C + C + h * D + d];
+        want_v[dst] = qkv.host[size_t(r) * 3 * C + 2 * C + h * D + d];
       }
   gen::cuda::kv_write<T>(CacheLayer<T>{k.dev.get(), v.dev.get(), ctx}, qkv.dev.get(), d_slot.get(),
                          d_pos.get(), N, H, D, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   INFO("N " << N << ", H " << H << ", D " << D);
-  REQUIRE(check_close(download(k.dev).data(), want_k.data(), cache_n, 1e-12, 0) == "");  // exact copies
-  REQUIRE(check_close(download(v.dev).data(), want_v.data(), cache_n, 1e-12, 0) == "");
+  REQUIRE(check_close(k.download().data(), want_k.data(), cache_n, 1e-12, 0) == "");  // exact copies
+  REQUIRE(check_close(v.download().data(), want_v.data(), cache_n, 1e-12, 0) == "");
 }
 
 // ---- attention ------------------------------------------------------------------------------------
@@ -123,7 +74,7 @@ template <typename T>
 struct AttnCase {
   int H, D, n_slots, max_ctx;
   std::vector<int> slot, pos;
-  Tensor<T> k, v, qkv;
+  DeviceTensor<T> k, v, qkv;
   DeviceBuffer<int> d_slot, d_pos;
   int N() const { return int(slot.size()); }
   CacheLayer<T> cache() const { return {k.dev.get(), v.dev.get(), max_ctx}; }
@@ -137,7 +88,7 @@ AttnCase<T> make_case(int H, int D, int n_slots, int max_ctx, std::vector<int> s
   AttnCase<T> c{H, D, n_slots, max_ctx, std::move(slot), std::move(pos), {}, {}, {}, {}, {}};
   c.k = random_tensor<T>(cache_n, seed);
   c.v = random_tensor<T>(cache_n, seed + 1);
-  c.qkv = random_tensor<T>(qkv_n, seed + 2, 2.0f);
+  c.qkv = random_tensor<T>(qkv_n, seed + 2, 0.0f, 2.0f);
   c.d_slot = upload_ints(c.slot);
   c.d_pos = upload_ints(c.pos);
   return c;
@@ -147,8 +98,8 @@ AttnCase<T> make_case(int H, int D, int n_slots, int max_ctx, std::vector<int> s
 template <typename T>
 AttnCase<T> decode_case(int rows, int ctx, int H, int D, uint32_t seed) {
   std::mt19937 rng(seed);
-  std::vector<int> slot(rows), pos(rows);
-  for (int r = 0; r < rows; ++r) slot[r] = r % std::min(rows, 8), pos[r] = int(rng() % unsigned(ctx));
+  std::vector<int> slot(rows), pos = random_ids(rows, ctx, rng);
+  for (int r = 0; r < rows; ++r) slot[r] = r % std::min(rows, 8);
   pos[0] = ctx - 1;
   return make_case<T>(H, D, std::min(rows, 8), ctx, slot, pos, seed + 10);
 }
@@ -167,8 +118,8 @@ std::vector<float> reference(const AttnCase<T>& c) {
   std::vector<float> out(size_t(c.N()) * C), scores(c.max_ctx);
   const size_t slot_n = size_t(c.H) * c.max_ctx * c.D;
   for (int r = 0; r < c.N(); ++r)
-    gen::cpu::attention(out.data() + size_t(r) * C, c.qkv.ref.data() + size_t(r) * 3 * C,
-                        c.k.ref.data() + c.slot[r] * slot_n, c.v.ref.data() + c.slot[r] * slot_n, c.max_ctx,
+    gen::cpu::attention(out.data() + size_t(r) * C, c.qkv.host.data() + size_t(r) * 3 * C,
+                        c.k.host.data() + c.slot[r] * slot_n, c.v.host.data() + c.slot[r] * slot_n, c.max_ctx,
                         1, c.pos[r], c.H, c.D, scores.data(), 1);
   return out;
 }
@@ -179,9 +130,9 @@ template <typename T>
 std::vector<float> run_attention(const AttnCase<T>& c, int max_splits, bool* split_ran = nullptr,
                                  std::vector<float>* ws_out = nullptr) {
   DeviceBuffer<T> out(size_t(c.N()) * c.H * c.D);
-  fill_nan(out);
+  poison(out);
   DeviceBuffer<float> partial(gen::cuda::attention_workspace_floats(c.N(), c.H, c.D, max_splits));
-  fill_nan(partial);
+  poison(partial);
   gen::cuda::attention<T>(out.get(), c.qkv.dev.get(), c.cache(), c.d_slot.get(), c.d_pos.get(), c.N(), c.H,
                           c.D, AttentionWorkspace{partial.get(), max_splits}, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
@@ -289,7 +240,7 @@ TEMPLATE_TEST_CASE("split and unsplit attention agree", "[cuda][attention]", flo
   // Without a workspace the launcher must not split, whatever max_splits says.
   const auto c = decode_case<TestType>(1, 1000, 4, 64, 650);
   DeviceBuffer<TestType> out(size_t(4) * 64);
-  fill_nan(out);
+  poison(out);
   gen::cuda::attention<TestType>(out.get(), c.qkv.dev.get(), c.cache(), c.d_slot.get(), c.d_pos.get(), 1, 4,
                                  64, AttentionWorkspace{nullptr, 16}, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
@@ -300,14 +251,14 @@ TEMPLATE_TEST_CASE("split and unsplit attention agree", "[cuda][attention]", flo
 
 TEMPLATE_TEST_CASE("kv_write skips rows outside the cache", "[cuda][attention]", float, __half, __nv_bfloat16) {
   const int H = 2, D = 16, ctx = 8, S = 2;
-  auto k = random_tensor<TestType>(size_t(S) * H * ctx * D, 41), v = random_tensor<TestType>(k.ref.size(), 42);
+  auto k = random_tensor<TestType>(size_t(S) * H * ctx * D, 41), v = random_tensor<TestType>(k.host.size(), 42);
   auto qkv = random_tensor<TestType>(size_t(3) * 3 * H * D, 43);
   auto d_slot = upload_ints({-1, 0, 1}), d_pos = upload_ints({0, ctx, -1});  // pos == max_ctx: one past the end
   gen::cuda::kv_write<TestType>(CacheLayer<TestType>{k.dev.get(), v.dev.get(), ctx}, qkv.dev.get(), d_slot.get(),
                                 d_pos.get(), 3, H, D, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
-  REQUIRE(check_close(download(k.dev).data(), k.ref.data(), k.ref.size(), 0, 0) == "");
-  REQUIRE(check_close(download(v.dev).data(), v.ref.data(), v.ref.size(), 0, 0) == "");
+  REQUIRE(check_close(k.download().data(), k.host.data(), k.host.size(), 0, 0) == "");
+  REQUIRE(check_close(v.download().data(), v.host.data(), v.host.size(), 0, 0) == "");
 }
 
 TEST_CASE("attention launchers reject bad shapes", "[cuda][attention]") {

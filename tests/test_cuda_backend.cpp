@@ -12,6 +12,7 @@
 #include "model/model_maker.h"
 #include "gen/perplexity.h"
 #include "perplexity_golden.h"
+#include "random_inputs.h"
 #include "test_util.h"
 
 using namespace gen;
@@ -35,12 +36,6 @@ std::shared_ptr<const Weights> gpt2_like(const TempDir& dir) {
   ModelConfig cfg = ModelConfig::load(dir / "config.json");
   SafeTensors st(dir / "model.safetensors");
   return std::make_shared<Weights>(Weights::load(st, cfg));
-}
-
-std::vector<int> random_ids(int n, int V, int seed) {
-  std::vector<int> ids(n);
-  for (int i = 0; i < n; ++i) ids[i] = int((uint64_t(i + 1) * 2654435761u + seed * 97u) % uint64_t(V));
-  return ids;
 }
 
 }  // namespace
@@ -155,7 +150,7 @@ TEST_CASE("CUDA forward_all and perplexity equal the CPU's, and the decode graph
     cpu.forward_all(batch, nullptr, ref.data());
     for (ComputeDType dt : {ComputeDType::fp32, ComputeDType::fp16, ComputeDType::bf16}) {
       auto gpu = make_cuda_backend(f.weights, dt);
-      std::fill(got.begin(), got.end(), std::nanf(""));  // poison: every element must be written
+      poison(got);  // every element must be written
       gpu->forward_all(batch, nullptr, got.data());
       for (int r = 0; r < 9 + T; ++r) {
         INFO(name << " " << dtype_name(dt) << " forward_all row " << r);

@@ -11,39 +11,23 @@
 #include "cpu/cpu_ops.h"
 #include "cuda/cuda_common.h"
 #include "cuda_kernels.h"
+#include "cuda_test_util.h"
 #include "gen/error.h"
 #include "test_util.h"
 
 using gen::cuda::DeviceBuffer;
 using gen::test::check_close;
+using gen::test::DeviceTensor;
+using gen::test::poisoned_tensor;
+using gen::test::random_ids;
+using gen::test::random_tensor;
+using gen::test::round_t;
+using gen::test::upload_ints;
 
 namespace {
 
 const int kRows[] = {1, 31, 64, 1000, 1025};
 const int kCols[] = {13, 20, 64, 768, 1600};  // 13 and 20 (not multiples of 8) take the scalar paths
-constexpr size_t kGuard = 16;                 // elements past the end that must stay untouched
-
-float to_f(float v) { return v; }
-float to_f(__half v) { return __half2float(v); }
-float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T>
-T to_t(float v);
-template <>
-float to_t<float>(float v) {
-  return v;
-}
-template <>
-__half to_t<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__nv_bfloat16 to_t<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <typename T>
-float round_t(float v) {
-  return to_f(to_t<T>(v));
-}
 
 template <typename T>
 struct Tol {  // about one rounding of an O(1) result to T, plus fp32 noise
@@ -58,74 +42,14 @@ struct Tol<__nv_bfloat16> {
   static constexpr double atol = 2e-2, rtol = 2e-2;
 };
 
-// A device tensor of n elements (plus the guard) and the host image of its values in fp32.
 template <typename T>
-struct Tensor {
-  size_t n = 0;
-  std::vector<float> host;
-  DeviceBuffer<T> dev;
-  T* get() const { return dev.get(); }
-
-  std::vector<float> download() const {
-    std::vector<T> t(n);
-    CUDA_CHECK(cudaMemcpy(t.data(), dev.get(), n * sizeof(T), cudaMemcpyDeviceToHost));
-    std::vector<float> f(n);
-    for (size_t i = 0; i < n; ++i) f[i] = to_f(t[i]);
-    return f;
-  }
-  bool guard_intact() const {
-    std::vector<unsigned char> g(kGuard * sizeof(T));
-    CUDA_CHECK(cudaMemcpy(g.data(), dev.get() + n, g.size(), cudaMemcpyDeviceToHost));
-    for (unsigned char b : g) {
-      if (b != 0xFF) return false;
-    }
-    return true;
-  }
-};
-
-// All bytes 0xFF: NaN in fp32, fp16 and bf16.
-template <typename T>
-Tensor<T> poisoned(size_t n) {
-  Tensor<T> t;
-  t.n = n;
-  t.dev = DeviceBuffer<T>(n + kGuard);
-  CUDA_CHECK(cudaMemset(t.dev.get(), 0xFF, (n + kGuard) * sizeof(T)));
-  return t;
-}
-
-template <typename T>
-void upload(Tensor<T>& t, const std::vector<float>& values) {
-  std::vector<T> v(values.size());
-  t.host.resize(values.size());
-  for (size_t i = 0; i < v.size(); ++i) v[i] = to_t<T>(values[i]), t.host[i] = to_f(v[i]);
-  CUDA_CHECK(cudaMemcpy(t.dev.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-}
-
-// Values mean + sd * N(0, 1), rounded to T; the guard stays poisoned.
-template <typename T>
-Tensor<T> random_tensor(size_t n, std::mt19937& rng, float mean = 0.0f, float sd = 1.0f) {
-  Tensor<T> t = poisoned<T>(n);
-  std::normal_distribution<float> dist(mean, sd);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  upload(t, v);
-  return t;
-}
-
-template <typename T>
-void require_close(const Tensor<T>& got, const std::vector<float>& ref, double atol, double rtol) {
+void require_close(const DeviceTensor<T>& got, const std::vector<float>& ref, double atol, double rtol) {
   REQUIRE(ref.size() == got.n);
   const std::vector<float> g = got.download();
   const std::string err = check_close(g.data(), ref.data(), g.size(), atol, rtol);
   INFO(err);
   REQUIRE(err.empty());
   REQUIRE(got.guard_intact());
-}
-
-DeviceBuffer<int> upload_ints(const std::vector<int>& v) {
-  DeviceBuffer<int> d(v.size());
-  CUDA_CHECK(cudaMemcpy(d.get(), v.data(), v.size() * sizeof(int), cudaMemcpyHostToDevice));
-  return d;
 }
 
 void sync() { CUDA_CHECK(cudaDeviceSynchronize()); }
@@ -138,10 +62,10 @@ TEMPLATE_TEST_CASE("convert_from_f32 and convert_to_f32 round like the host", "[
   for (size_t n : {size_t(1), size_t(31), size_t(1000), size_t(1025), size_t(100003)}) {
     for (size_t offset : {size_t(0), size_t(1)}) {  // 1: misaligned, the scalar path
       INFO("n " << n << " offset " << offset);
-      Tensor<float> src = random_tensor<float>(n + offset, rng, 0.0f, 10.0f);
-      Tensor<TestType> mid = poisoned<TestType>(n + offset);
+      DeviceTensor<float> src = random_tensor<float>(n + offset, rng, 0.0f, 10.0f);
+      DeviceTensor<TestType> mid = poisoned_tensor<TestType>(n + offset);
       gen::cuda::convert_from_f32(mid.get() + offset, src.get() + offset, n, nullptr);
-      Tensor<float> back = poisoned<float>(n + offset);
+      DeviceTensor<float> back = poisoned_tensor<float>(n + offset);
       gen::cuda::convert_to_f32(back.get() + offset, mid.get() + offset, n, nullptr);
       sync();
       std::vector<float> ref(n + offset, NAN);
@@ -161,12 +85,13 @@ namespace {
 
 // N rows of random tokens at random positions through embed, against the twin row by row.
 template <typename T>
-void check_embed(const Tensor<T>& wte, const Tensor<T>& wpe, int vocab, int n_pos, int N, int C, std::mt19937& rng) {
+void check_embed(const DeviceTensor<T>& wte, const DeviceTensor<T>& wpe, int vocab, int n_pos, int N, int C,
+                 std::mt19937& rng) {
   INFO("N " << N << " C " << C);
   std::vector<int> tok(N), pos(N);
   for (int r = 0; r < N; ++r) tok[r] = int(rng() % vocab), pos[r] = int(rng() % n_pos);
   DeviceBuffer<int> d_tok = upload_ints(tok), d_pos = upload_ints(pos);
-  Tensor<T> out = poisoned<T>(size_t(N) * C);
+  DeviceTensor<T> out = poisoned_tensor<T>(size_t(N) * C);
   gen::cuda::embed(out.get(), d_tok.get(), d_pos.get(), N, wte.get(), wpe.get(), C, nullptr);
   sync();
   std::vector<float> ref(size_t(N) * C);
@@ -184,8 +109,8 @@ TEMPLATE_TEST_CASE("embed adds token and position rows", "[cuda][elementwise]", 
   std::mt19937 rng(2);
   const int vocab = 97, n_pos = 1100;
   for (int C : kCols) {
-    Tensor<TestType> wte = random_tensor<TestType>(size_t(vocab) * C, rng);
-    Tensor<TestType> wpe = random_tensor<TestType>(size_t(n_pos) * C, rng, 0.0f, 0.5f);
+    DeviceTensor<TestType> wte = random_tensor<TestType>(size_t(vocab) * C, rng);
+    DeviceTensor<TestType> wpe = random_tensor<TestType>(size_t(n_pos) * C, rng, 0.0f, 0.5f);
     for (int N : kRows) check_embed(wte, wpe, vocab, n_pos, N, C, rng);
   }
 }
@@ -200,12 +125,12 @@ void check_add_layernorm(int N, int C, bool with_y, bool with_bias, size_t offse
             << mean);
   const size_t n = size_t(N) * C;
   const float eps = 1e-5f;
-  Tensor<T> x = random_tensor<T>(n + offset, rng, mean, 1.0f);
-  Tensor<T> y = random_tensor<T>(n + offset, rng, 0.0f, 0.5f);
-  Tensor<T> bias = random_tensor<T>(C + offset, rng, 0.0f, 0.1f);
-  Tensor<T> w = random_tensor<T>(C + offset, rng, 1.0f, 0.2f);
-  Tensor<T> b = random_tensor<T>(C + offset, rng, 0.0f, 0.2f);
-  Tensor<T> out = poisoned<T>(n + offset);
+  DeviceTensor<T> x = random_tensor<T>(n + offset, rng, mean, 1.0f);
+  DeviceTensor<T> y = random_tensor<T>(n + offset, rng, 0.0f, 0.5f);
+  DeviceTensor<T> bias = random_tensor<T>(C + offset, rng, 0.0f, 0.1f);
+  DeviceTensor<T> w = random_tensor<T>(C + offset, rng, 1.0f, 0.2f);
+  DeviceTensor<T> b = random_tensor<T>(C + offset, rng, 0.0f, 0.2f);
+  DeviceTensor<T> out = poisoned_tensor<T>(n + offset);
   gen::cuda::add_layernorm(x.get() + offset, with_y ? y.get() + offset : nullptr,
                            with_bias ? bias.get() + offset : nullptr, out.get() + offset, w.get() + offset,
                            b.get() + offset, N, C, eps, nullptr);
@@ -287,8 +212,8 @@ template <typename T>
 void check_bias_act(int N, int cols, bool gelu, bool with_bias, std::mt19937& rng) {
   INFO("N " << N << " cols " << cols << " gelu " << gelu << " bias " << with_bias);
   const size_t n = size_t(N) * cols;
-  Tensor<T> x = random_tensor<T>(n, rng, 0.0f, 2.0f);
-  Tensor<T> bias = random_tensor<T>(cols, rng, 0.0f, 0.5f);
+  DeviceTensor<T> x = random_tensor<T>(n, rng, 0.0f, 2.0f);
+  DeviceTensor<T> bias = random_tensor<T>(cols, rng, 0.0f, 0.5f);
   gen::cuda::bias_act(x.get(), with_bias ? bias.get() : nullptr, N, cols, gelu, nullptr);
   sync();
   std::vector<float> ref(n);
@@ -322,9 +247,9 @@ TEMPLATE_TEST_CASE("add_bias_residual adds the projection and its bias to the re
       for (bool with_bias : {true, false}) {
         INFO("N " << N << " C " << C << " bias " << with_bias);
         const size_t n = size_t(N) * C;
-        Tensor<TestType> x = random_tensor<TestType>(n, rng);
-        Tensor<TestType> y = random_tensor<TestType>(n, rng);
-        Tensor<TestType> bias = random_tensor<TestType>(C, rng, 0.0f, 0.5f);
+        DeviceTensor<TestType> x = random_tensor<TestType>(n, rng);
+        DeviceTensor<TestType> y = random_tensor<TestType>(n, rng);
+        DeviceTensor<TestType> bias = random_tensor<TestType>(C, rng, 0.0f, 0.5f);
         gen::cuda::add_bias_residual(x.get(), y.get(), with_bias ? bias.get() : nullptr, N, C, nullptr);
         sync();
         std::vector<float> yb(n), ref = x.host;
@@ -344,11 +269,10 @@ TEMPLATE_TEST_CASE("gather_rows copies the chosen rows", "[cuda][elementwise]", 
     for (int N : kRows) {
       for (int B : {1, 7, 64}) {
         INFO("N " << N << " C " << C << " B " << B);
-        Tensor<TestType> x = random_tensor<TestType>(size_t(N) * C, rng);
-        std::vector<int> rows(B);
-        for (int& r : rows) r = int(rng() % N);
+        DeviceTensor<TestType> x = random_tensor<TestType>(size_t(N) * C, rng);
+        const std::vector<int> rows = random_ids(B, N, rng);
         DeviceBuffer<int> d_rows = upload_ints(rows);
-        Tensor<TestType> out = poisoned<TestType>(size_t(B) * C);
+        DeviceTensor<TestType> out = poisoned_tensor<TestType>(size_t(B) * C);
         gen::cuda::gather_rows(out.get(), x.get(), d_rows.get(), B, C, nullptr);
         sync();
         std::vector<float> ref(size_t(B) * C);
@@ -368,9 +292,9 @@ TEMPLATE_TEST_CASE("grid-stride kernels cover tensors larger than their grid", "
   std::mt19937 rng(9);
   {  // convert: a weight-upload chunk (16M floats) plus a tail of 3
     const size_t n = (size_t(16) << 20) + 3;
-    Tensor<float> src = random_tensor<float>(n, rng, 0.0f, 10.0f);
-    Tensor<TestType> mid = poisoned<TestType>(n);
-    Tensor<float> back = poisoned<float>(n);
+    DeviceTensor<float> src = random_tensor<float>(n, rng, 0.0f, 10.0f);
+    DeviceTensor<TestType> mid = poisoned_tensor<TestType>(n);
+    DeviceTensor<float> back = poisoned_tensor<float>(n);
     gen::cuda::convert_from_f32(mid.get(), src.get(), n, nullptr);
     gen::cuda::convert_to_f32(back.get(), mid.get(), n, nullptr);
     sync();
@@ -383,8 +307,8 @@ TEMPLATE_TEST_CASE("grid-stride kernels cover tensors larger than their grid", "
   check_bias_act<TestType>(200000, 13, true, true, rng);   // scalar
   {  // embed: rows found by division of the pack index
     const int vocab = 97, n_pos = 1024, C = 1600;
-    Tensor<TestType> wte = random_tensor<TestType>(size_t(vocab) * C, rng);
-    Tensor<TestType> wpe = random_tensor<TestType>(size_t(n_pos) * C, rng, 0.0f, 0.5f);
+    DeviceTensor<TestType> wte = random_tensor<TestType>(size_t(vocab) * C, rng);
+    DeviceTensor<TestType> wpe = random_tensor<TestType>(size_t(n_pos) * C, rng, 0.0f, 0.5f);
     check_embed(wte, wpe, vocab, n_pos, 11000, C, rng);
   }
 }

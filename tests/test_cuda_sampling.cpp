@@ -16,6 +16,7 @@
 
 #include "cuda/cuda_common.h"
 #include "cuda_kernels.h"
+#include "cuda_test_util.h"
 #include "engine/sample_rng.h"
 #include "gen/sampler.h"
 
@@ -80,9 +81,9 @@ float score(const std::vector<float>& l, const SamplingParams& p, uint64_t seed,
 // A row of normal logits times `scale` (peaked like a language model's), optionally on a grid of 1/4 so
 // that values tie.
 std::vector<float> make_row(int V, std::mt19937& rng, float scale, bool grid) {
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> l(V);
-  for (float& v : l) v = grid ? std::round(dist(rng) * 4) / 4 : dist(rng);
+  std::vector<float> l = gen::test::random_normal(size_t(V), rng, 0.0f, scale);
+  if (grid)
+    for (float& v : l) v = std::round(v * 4) / 4;
   return l;
 }
 
@@ -104,7 +105,7 @@ std::vector<int> gpu_sample(const Batch& b, int V) {
   DeviceBuffer<int> d_out(B);
   CUDA_CHECK(cudaMemcpy(d_logits.get(), b.logits.data(), d_logits.bytes(), cudaMemcpyHostToDevice));
   CUDA_CHECK(cudaMemcpy(d_params.get(), sp.data(), d_params.bytes(), cudaMemcpyHostToDevice));
-  CUDA_CHECK(cudaMemset(d_out.get(), 0xFF, d_out.bytes()));  // -1: not written
+  gen::test::poison(d_out);  // -1: not written
   gen::cuda::sample(d_out.get(), d_logits.get(), d_params.get(), B, V, nullptr);
   std::vector<int> out(B);
   CUDA_CHECK(cudaMemcpy(out.data(), d_out.get(), d_out.bytes(), cudaMemcpyDeviceToHost));
@@ -225,13 +226,12 @@ TEST_CASE("GPU sampling: each row of a batch has its own parameters and stream",
 TEST_CASE("GPU sampling handles ties, NaN and infinite logits like the CPU", "[cuda][sampling]") {
   const int V = 1000;
   std::mt19937 rng(14);
-  std::normal_distribution<float> dist(0.0f, 3.0f);
   std::vector<float> l(V);
   auto all_clear = [&] {
     return std::all_of(std::begin(kParams), std::end(kParams), [&](auto& p) { return kept_set(l, p).clear; });
   };
   for (int attempt = 0; attempt == 0 || (!all_clear() && attempt < 200); ++attempt) {
-    for (float& v : l) v = dist(rng);
+    l = gen::test::random_normal(size_t(V), rng, 0.0f, 3.0f);
     l[5] = l[900] = *std::max_element(l.begin(), l.end()) + 1.0f;  // a tied maximum: greedy takes id 5
     l[0] = NAN;
     l[1] = -INFINITY;
@@ -276,7 +276,7 @@ TEST_CASE("GPU sampling can be captured in a CUDA graph", "[cuda][sampling]") {
   DeviceBuffer<int> d_eager(B), d_graph(B);
   CUDA_CHECK(cudaMemcpy(d_logits.get(), logits.data(), d_logits.bytes(), cudaMemcpyHostToDevice));
   CUDA_CHECK(cudaMemcpy(d_params.get(), sp.data(), d_params.bytes(), cudaMemcpyHostToDevice));
-  CUDA_CHECK(cudaMemset(d_graph.get(), 0xFF, d_graph.bytes()));
+  gen::test::poison(d_graph);
   cudaStream_t stream;
   CUDA_CHECK(cudaStreamCreate(&stream));
   gen::cuda::sample(d_eager.get(), d_logits.get(), d_params.get(), B, V, stream);

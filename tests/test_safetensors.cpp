@@ -1,5 +1,5 @@
-// Loader tests: dtype conversions, the safetensors reader and writer, config.json validation, and
-// matching a GPT-2 checkpoint into Weights.
+// The safetensors unit (src/model/safetensors.cpp): fp16 / bf16 conversions, the reader (including
+// broken and mutated headers) and the writer.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
@@ -8,26 +8,16 @@
 #include <map>
 #include <random>
 
-#include "gen/config.h"
 #include "gen/error.h"
 #include "model/safetensors.h"
-#include "model/weights.h"
+#include "model_test_util.h"
 #include "test_util.h"
 
 using namespace gen;
+using gen::test::decode;
+using gen::test::encode;
 
 namespace {
-
-// Checks the exception type (InputError, not merely some exception) and a piece of its message.
-struct MessageContains : Catch::MatcherBase<InputError> {
-  std::string part;
-  explicit MessageContains(std::string p) : part(std::move(p)) {}
-  bool match(const InputError& e) const override {
-    return std::string(e.what()).find(part) != std::string::npos;
-  }
-  std::string describe() const override { return "message contains \"" + part + "\""; }
-};
-#define REQUIRE_INPUT_ERROR(expr, part) REQUIRE_THROWS_MATCHES(expr, gen::InputError, MessageContains(part))
 
 float bits_f(uint32_t u) {
   float f;
@@ -47,98 +37,6 @@ std::vector<uint8_t> image(const std::string& header, size_t data_bytes, uint64_
 
 std::map<std::string, TensorView> parse(const std::vector<uint8_t>& file) {
   return parse_safetensors(file.data(), file.size(), "mem.safetensors");
-}
-
-std::vector<uint8_t> encode(const std::vector<float>& v, DType t) {
-  std::vector<uint8_t> out(v.size() * dtype_size(t));
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (t == DType::F32) {
-      std::memcpy(&out[4 * i], &v[i], 4);
-    } else {
-      const uint16_t h = t == DType::F16 ? float_to_half(v[i]) : float_to_bf16(v[i]);
-      std::memcpy(&out[2 * i], &h, 2);
-    }
-  }
-  return out;
-}
-
-std::vector<float> decode(const std::vector<uint8_t>& b, DType t) {
-  std::vector<float> out(b.size() / dtype_size(t));
-  to_float(t, b.data(), out.size(), out.data());
-  return out;
-}
-
-ModelConfig tiny_config() {
-  return ModelConfig::parse(R"({"n_layer": 2, "n_head": 2, "n_embd": 8, "n_positions": 5,
-                                "vocab_size": 11, "eos_token_id": 10})",
-                            "tiny");
-}
-
-struct Checkpoint {
-  std::vector<TensorToWrite> tensors;
-  std::map<std::string, std::vector<float>> expect;  // spec name -> values after dtype rounding
-};
-
-// Every tensor gets distinct random values, so a pointer to the wrong tensor cannot pass.
-Checkpoint tiny_checkpoint(const ModelConfig& cfg, DType dt, const std::string& prefix, bool extras) {
-  std::mt19937 rng(1234);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  Checkpoint ck;
-  for (const WeightSpec& s : gpt2_weight_specs(cfg)) {
-    int64_t n = 1;
-    for (int64_t d : s.shape) n *= d;
-    std::vector<float> v(static_cast<size_t>(n));
-    for (float& x : v) x = dist(rng);
-    ck.tensors.push_back({prefix + s.name, dt, s.shape, encode(v, dt)});
-    ck.expect[s.name] = decode(ck.tensors.back().bytes, dt);
-  }
-  if (extras) {
-    const int64_t P = cfg.n_positions;
-    for (int i = 0; i < cfg.n_layer; ++i) {
-      const std::string h = prefix + "h." + std::to_string(i) + ".attn.";
-      ck.tensors.push_back(
-          {h + "bias", DType::F32, {1, 1, P, P}, encode(std::vector<float>(P * P, 1.0f), DType::F32)});
-      ck.tensors.push_back({h + "masked_bias", DType::F32, {}, encode({-1e4f}, DType::F32)});
-    }
-    ck.tensors.push_back({"lm_head.weight", dt, {cfg.vocab_size, cfg.n_embd}, ck.tensors[0].bytes});
-  }
-  return ck;
-}
-
-std::vector<const float*> pointers_in_spec_order(const Weights& w) {
-  std::vector<const float*> p = {w.wte, w.wpe};
-  for (const LayerWeights& l : w.layers) {
-    p.insert(p.end(), {l.ln1_w, l.ln1_b, l.qkv_w, l.qkv_b, l.proj_w, l.proj_b, l.ln2_w, l.ln2_b, l.fc_w,
-                       l.fc_b, l.fcproj_w, l.fcproj_b});
-  }
-  p.push_back(w.lnf_w);
-  p.push_back(w.lnf_b);
-  return p;
-}
-
-void load_tiny(const std::vector<TensorToWrite>& tensors) {
-  test::TempDir dir;
-  write_safetensors(dir / "model.safetensors", tensors);
-  SafeTensors st(dir / "model.safetensors");
-  Weights::load(st, tiny_config());
-}
-
-const char* kGpt2Config = R"({
-  "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
-  "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
-  "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
-  "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "summary_activation": null,
-  "summary_first_dropout": 0.1, "summary_proj_to_labels": true, "summary_type": "cls_index",
-  "summary_use_proj": true, "task_specific_params": {"text-generation": {"do_sample": true, "max_length": 50}},
-  "vocab_size": 50257
-})";
-
-// kGpt2Config with one field replaced ("" as the value removes it).
-std::string gpt2_with(const std::string& key, const std::string& value, std::string s = kGpt2Config) {
-  const size_t at = s.find("\"" + key + "\":");
-  const size_t end = s.find_first_of(",\n}", s.find(':', at) + 2);
-  if (value.empty()) return s.erase(at, end + 1 - at);
-  return s.replace(at, end - at, "\"" + key + "\": " + value);
 }
 
 }  // namespace
@@ -346,169 +244,4 @@ TEST_CASE("SafeTensors rejects missing, empty and truncated files", "[loader]") 
   REQUIRE_INPUT_ERROR(SafeTensors(path), "exceeds the file size");
   std::filesystem::resize_file(path, 5);
   REQUIRE_INPUT_ERROR(SafeTensors(path), "file too small");
-}
-
-TEST_CASE("config: the real gpt2 config.json", "[loader]") {
-  const ModelConfig c = ModelConfig::parse(kGpt2Config, "config.json");
-  CHECK(c.n_layer == 12);
-  CHECK(c.n_head == 12);
-  CHECK(c.n_embd == 768);
-  CHECK(c.head_dim() == 64);
-  CHECK(c.n_positions == 1024);
-  CHECK(c.vocab_size == 50257);
-  CHECK(c.layer_norm_epsilon == 1e-5f);
-  CHECK(c.activation_function == "gelu_new");
-  CHECK(c.eos_token_id == 50256);
-  CHECK(c.n_params() == 124439808);  // GPT-2 small, as Hugging Face counts it
-
-  CHECK(ModelConfig::parse(gpt2_with("n_ctx", "2048"), "c").n_positions == 1024);  // n_positions wins
-  const std::string legacy = gpt2_with("n_ctx", "512");
-  CHECK(ModelConfig::parse(legacy, "c").n_positions == 1024);
-  CHECK(ModelConfig::parse(gpt2_with("n_positions", "", legacy), "old").n_positions == 512);
-  const ModelConfig defaults = ModelConfig::parse(
-      R"({"n_layer": 24, "n_head": 16, "n_embd": 1024, "n_positions": 1024, "vocab_size": 50257})", "m");
-  CHECK(defaults.n_params() == 354823168);  // GPT-2 medium
-  CHECK(defaults.eos_token_id == 50256);
-  CHECK(defaults.layer_norm_epsilon == 1e-5f);
-}
-
-TEST_CASE("config: broken configs are rejected by name", "[loader]") {
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("n_head", ""), "c.json"),
-                      "missing field 'n_head' (c.json)");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("n_embd", "0"), "c"), "'n_embd' must be positive, got 0");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("n_embd", "-8"), "c"),
-                      "'n_embd' must be positive, got -8");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("n_embd", "100"), "c"),
-                      "n_embd 100 is not divisible by n_head 12");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("n_embd", "768.0"), "c"), "'n_embd' must be an integer");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("n_embd", "\"768\""), "c"), "'n_embd' must be an integer");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("n_layer", "1000000000000"), "c"),
-                      "'n_layer' is 1000000000000");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("n_layer", "99999999999999999999"), "c"), "'n_layer'");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("vocab_size", "4294967297"), "c"), "'vocab_size' is");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("activation_function", "\"relu\""), "c"),
-                      "unsupported activation_function 'relu' (only gelu_new)");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("model_type", "\"bert\""), "c"), "model_type 'bert'");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("layer_norm_epsilon", "0"), "c"), "layer_norm_epsilon");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("layer_norm_epsilon", "1e300"), "c"),
-                      "layer_norm_epsilon");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("layer_norm_epsilon", "\"x\""), "c"),
-                      "layer_norm_epsilon");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("eos_token_id", "50257"), "c"), "eos_token_id 50257");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("eos_token_id", "-1"), "c"), "eos_token_id -1");
-  // Without eos_token_id a vocabulary too small for 50256 means a model with no EOS.
-  CHECK(ModelConfig::parse(R"({"n_layer": 1, "n_head": 1, "n_embd": 8, "n_positions": 4, "vocab_size": 11})", "c")
-            .eos_token_id == -1);
-  // Hugging Face options that would change the math are refused, not ignored.
-  CHECK(ModelConfig::parse(gpt2_with("n_ctx", "1024, \"n_inner\": 3072"), "c").n_embd == 768);
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("n_ctx", "1024, \"n_inner\": 1000"), "c"),
-                      "unsupported n_inner 1000");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(gpt2_with("n_ctx", "1024, \"tie_word_embeddings\": false"), "c"),
-                      "unsupported tie_word_embeddings false");
-  REQUIRE_INPUT_ERROR(
-      ModelConfig::parse(gpt2_with("n_ctx", "1024, \"scale_attn_by_inverse_layer_idx\": true"), "c"),
-      "unsupported scale_attn_by_inverse_layer_idx true");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse("{\"n_layer\": 12,", "c"), "config is not valid JSON");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse("", "c"), "config is not valid JSON");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse("[12, 12]", "c"), "config is not a JSON object");
-  REQUIRE_INPUT_ERROR(ModelConfig::parse(std::string(5000, '['), "c"), "nested too deeply");
-  REQUIRE_INPUT_ERROR(ModelConfig::load("/nonexistent/config.json"), "cannot open config");
-}
-
-TEST_CASE("Weights::load converts every dtype and layout to the right fp32 values", "[loader]") {
-  const ModelConfig cfg = tiny_config();
-  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
-    for (const std::string prefix : {"", "transformer."}) {
-      for (bool extras : {false, true}) {
-        INFO(dtype_name(dt) << " prefix '" << prefix << "' extras " << extras);
-        const Checkpoint ck = tiny_checkpoint(cfg, dt, prefix, extras);
-        test::TempDir dir;
-        write_safetensors(dir / "model.safetensors", ck.tensors);
-        SafeTensors st(dir / "model.safetensors");
-        const Weights w = Weights::load(st, cfg);
-        CHECK(w.file_dtype == dt);
-        CHECK(int64_t(w.data.size()) == cfg.n_params());
-        REQUIRE(w.layers.size() == 2);
-        const std::vector<WeightSpec> specs = gpt2_weight_specs(cfg);
-        const std::vector<const float*> ptrs = pointers_in_spec_order(w);
-        REQUIRE(ptrs.size() == specs.size());
-        for (size_t i = 0; i < specs.size(); ++i) {
-          const std::vector<float>& ref = ck.expect.at(specs[i].name);
-          INFO(specs[i].name);
-          REQUIRE(ptrs[i] >= w.data.data());
-          REQUIRE(ptrs[i] + ref.size() <= w.data.data() + w.data.size());
-          CHECK(std::memcmp(ptrs[i], ref.data(), ref.size() * 4) == 0);  // bit-exact
-        }
-        const std::vector<float>& fc = ck.expect.at("h.1.mlp.c_fc.weight");
-        for (size_t k : {size_t(0), size_t(37), fc.size() - 1}) CHECK(w.layers[1].fc_w[k] == fc[k]);
-        CHECK(w.layers[0].qkv_b[23] == ck.expect.at("h.0.attn.c_attn.bias")[23]);
-        CHECK(w.wpe[39] == ck.expect.at("wpe.weight")[39]);
-        CHECK(w.lnf_b[7] == ck.expect.at("ln_f.bias")[7]);
-      }
-    }
-  }
-}
-
-TEST_CASE("Weights::load allows mixed dtypes and reports wte's", "[loader]") {
-  const ModelConfig cfg = tiny_config();
-  Checkpoint ck = tiny_checkpoint(cfg, DType::F32, "", false);
-  ck.tensors[0].dtype = DType::BF16;  // wte as bf16, the rest f32
-  ck.tensors[0].bytes = encode(ck.expect.at("wte.weight"), DType::BF16);
-  test::TempDir dir;
-  write_safetensors(dir / "m.safetensors", ck.tensors);
-  SafeTensors st(dir / "m.safetensors");
-  const Weights w = Weights::load(st, cfg);
-  CHECK(w.file_dtype == DType::BF16);
-  CHECK(w.wte[5] == bf16_to_float(float_to_bf16(ck.expect.at("wte.weight")[5])));
-  CHECK(w.layers[1].fcproj_w[3] == ck.expect.at("h.1.mlp.c_proj.weight")[3]);
-}
-
-TEST_CASE("match_gpt2_tensors rejects checkpoints that do not fit the config", "[loader]") {
-  const ModelConfig cfg = tiny_config();
-  const Checkpoint base = tiny_checkpoint(cfg, DType::F32, "", true);
-  auto without = [&](const std::string& name) {
-    std::vector<TensorToWrite> t;
-    for (const auto& x : base.tensors)
-      if (x.name != name) t.push_back(x);
-    return t;
-  };
-  auto with = [&](TensorToWrite extra) {
-    std::vector<TensorToWrite> t = base.tensors;
-    t.push_back(std::move(extra));
-    return t;
-  };
-  auto f32 = [](std::vector<int64_t> shape, size_t n) {
-    return std::make_pair(shape, encode(std::vector<float>(n, 0.5f), DType::F32));
-  };
-  REQUIRE_NOTHROW(load_tiny(base.tensors));
-  REQUIRE_INPUT_ERROR(load_tiny(without("h.1.ln_2.bias")), "missing tensor 'h.1.ln_2.bias'");
-  REQUIRE_INPUT_ERROR(load_tiny(without("h.1.ln_2.bias")), "model.safetensors");
-
-  std::vector<TensorToWrite> bad = base.tensors;
-  for (auto& t : bad) {
-    if (t.name == "h.0.attn.c_attn.weight") std::tie(t.shape, t.bytes) = f32({8, 16}, 128);
-  }
-  REQUIRE_INPUT_ERROR(load_tiny(bad), "tensor 'h.0.attn.c_attn.weight' has shape [8, 16], expected [8, 24]");
-
-  auto [s1, b1] = f32({8}, 8);
-  REQUIRE_INPUT_ERROR(load_tiny(with({"h.0.attn.foo", DType::F32, s1, b1})),
-                      "unexpected tensor 'h.0.attn.foo'");
-  REQUIRE_INPUT_ERROR(load_tiny(with({"h.2.ln_1.weight", DType::F32, s1, b1})),
-                      "unexpected tensor 'h.2.ln_1.weight' (the config says n_layer 2)");
-  REQUIRE_INPUT_ERROR(load_tiny(with({"h.5.attn.bias", DType::F32, s1, b1})),
-                      "unexpected tensor 'h.5.attn.bias'");
-  REQUIRE_INPUT_ERROR(load_tiny(with({"transformer.ln_f.bias", DType::F32, s1, b1})),
-                      "tensor 'ln_f.bias' appears both with and without");
-  auto [s2, b2] = f32({10, 8}, 80);
-  std::vector<TensorToWrite> head = without("lm_head.weight");
-  head.push_back({"lm_head.weight", DType::F32, s2, b2});
-  REQUIRE_INPUT_ERROR(load_tiny(head), "tensor 'lm_head.weight' has shape [10, 8], expected [11, 8]");
-}
-
-TEST_CASE("built-in GPT-2 shapes have Hugging Face's parameter counts", "[loader]") {
-  CHECK(ModelConfig::builtin("gpt2").n_params() == 124439808);
-  CHECK(ModelConfig::builtin("gpt2-medium").n_params() == 354823168);
-  CHECK(ModelConfig::builtin("gpt2-large").n_params() == 774030080);
-  CHECK(ModelConfig::builtin("gpt2-xl").n_params() == 1557611200);
-  CHECK_THROWS_WITH(ModelConfig::builtin("gpt3"), Catch::Contains("unknown model name 'gpt3'"));
 }
