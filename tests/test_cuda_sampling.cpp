@@ -1,5 +1,5 @@
 // kernels/sampling.cu against the CPU sampler gen::sample, which implements the same algorithm
-// (gen/sample_rng.h): equal logits must give equal tokens.
+// (engine/sample_rng.h): equal logits must give equal tokens.
 //
 // Two places may legitimately differ (see sample_rng.h). Top-p's sums are rounded differently, so the
 // tokens whose cumulative mass lies within kMargin of the target (the "band") may be kept on one side

@@ -26,9 +26,9 @@ bool within_4_sigma(int count, int n, double prob) {
   return std::fabs(double(count) / n - prob) <= 4 * std::sqrt(prob * (1 - prob) / n) + 1e-12;
 }
 
-// A plain restatement of gen/sample_rng.h's algorithm (full sort, no shortcuts), to check the sampler's
-// partial sorting and skipping against. Sums run in the same order and precision as the sampler's, so
-// it is exact.
+// A plain restatement of engine/sample_rng.h's algorithm (full sort, no shortcuts), to check the
+// sampler's partial sorting and skipping against. Sums run in the same order and precision as the
+// sampler's, so it is exact.
 int reference_sample(const std::vector<float>& l, const SamplingParams& p, uint64_t seed, int step) {
   using namespace gen::sampling;
   const int n = int(l.size());
