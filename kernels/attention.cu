@@ -9,7 +9,7 @@
 // merge their states at the end (log-sum-exp). Scores are kept in the log2 domain (q is pre-scaled by
 // log2(e)/sqrt(D)) so that the exponentials are exp2f.
 //
-// Split heuristic: when N*H blocks cannot fill the GPU, the host picks up to ws.max_splits splits per
+// Split heuristic: when T*H blocks cannot fill the GPU, the host picks up to ws.max_splits splits per
 // row (at most one per kMinChunk keys of max_ctx). The kernel derives each row's real chunk from its
 // device-side position, so a captured graph stays correct as positions grow; a row whose keys fit in
 // one chunk is written out directly by split 0, longer rows leave (max, sum, acc[D]) partials that
@@ -31,12 +31,11 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kUnroll = 4;     // keys per lane group per step: the loads of a step are in flight together
 constexpr int kMinChunk = 64;  // fewest keys a split is worth
 constexpr int kMaxD = 256;
-constexpr int kMaxSplits = 64;  // bound of the merge kernel's shared weights
 constexpr int kMergeThreads = 64;
 constexpr unsigned kFull = 0xffffffffu;
 
-// 16 bytes of T as floats.
-template <typename T>
+// 16 bytes of Elem as floats.
+template <typename Elem>
 struct Pack;
 template <>
 struct Pack<float> {
@@ -49,7 +48,7 @@ struct Pack<float> {
     return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]),
                       __float_as_uint(f[3]));
   }
-  __device__ static float to_t(float x) { return x; }
+  __device__ static float to_elem(float x) { return x; }
 };
 // 16-bit types: 4 pairs (__half2 or __nv_bfloat162) per 16 bytes.
 __device__ float2 to_float2(__half2 h) { return __half22float2(h); }
@@ -77,26 +76,26 @@ struct Pack16 {
 };
 template <>
 struct Pack<__half> : Pack16<__half2> {
-  __device__ static __half to_t(float x) { return __float2half_rn(x); }
+  __device__ static __half to_elem(float x) { return __float2half_rn(x); }
 };
 template <>
 struct Pack<__nv_bfloat16> : Pack16<__nv_bfloat162> {
-  __device__ static __nv_bfloat16 to_t(float x) { return __float2bfloat16_rn(x); }
+  __device__ static __nv_bfloat16 to_elem(float x) { return __float2bfloat16_rn(x); }
 };
 
 // 16-byte vectors per lane: D/n vectors over G <= 32 lanes (2 for float at D = 256, else 1).
-template <typename T>
-constexpr int kVecsPerLane = (kMaxD / Pack<T>::n + 31) / 32;
+template <typename Elem>
+constexpr int kVecsPerLane = (kMaxD / Pack<Elem>::n + 31) / 32;
 
 // ---- kv_write ---------------------------------------------------------------------------------------
 
 // One thread per 16-byte vector; consecutive threads take consecutive vectors of a qkv row, so reads
 // are coalesced and each thread's write is one head's D-row segment.
-template <typename T>
-__global__ void kv_write_kernel(CacheLayer<T> cache, const T* qkv, const int* row_slot, const int* row_pos,
-                                int N, int H, int D) {
-  const int nv = D / Pack<T>::n, C = H * D;
-  const size_t per_tensor = size_t(H) * nv, per_row = 2 * per_tensor, total = size_t(N) * per_row;
+template <typename Elem>
+__global__ void kv_write_kernel(CacheLayer<Elem> cache, const Elem* qkv, const int* row_slot,
+                                const int* row_pos, int T, int H, int D) {
+  const int nv = D / Pack<Elem>::n, C = H * D;
+  const size_t per_tensor = size_t(H) * nv, per_row = 2 * per_tensor, total = size_t(T) * per_row;
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += size_t(gridDim.x) * blockDim.x) {
     const int r = int(i / per_row);
@@ -104,10 +103,10 @@ __global__ void kv_write_kernel(CacheLayer<T> cache, const T* qkv, const int* ro
     const int kv = int(rem / per_tensor), h = int(rem % per_tensor) / nv, v = int(rem % per_tensor) % nv;
     const int slot = row_slot[r], pos = row_pos[r];
     if (slot < 0 || pos < 0 || pos >= cache.max_ctx) continue;  // never write outside the layer
-    const size_t col = size_t(1 + kv) * C + size_t(h) * D + size_t(v) * Pack<T>::n;
+    const size_t col = size_t(1 + kv) * C + size_t(h) * D + size_t(v) * Pack<Elem>::n;
     const uint4 x = *reinterpret_cast<const uint4*>(qkv + size_t(r) * 3 * C + col);
-    T* dst = (kv ? cache.v : cache.k) + ((size_t(slot) * H + h) * cache.max_ctx + pos) * D +
-             size_t(v) * Pack<T>::n;
+    Elem* dst = (kv ? cache.v : cache.k) + ((size_t(slot) * H + h) * cache.max_ctx + pos) * D +
+                size_t(v) * Pack<Elem>::n;
     *reinterpret_cast<uint4*>(dst) = x;
   }
 }
@@ -146,11 +145,11 @@ struct SoftmaxState {
 
 // One step of a lane group: kUnroll keys base + u*n_groups + grp (u < kUnroll) that are below k1.
 // All lanes of the warp run it (the shuffles need them); keys past k1 load nothing and score -inf.
-template <typename T, int VPL>
-__device__ void attend_step(SoftmaxState<VPL, Pack<T>::n>& st, const float (&q)[VPL][Pack<T>::n], const T* K,
-                            const T* V, int base, int k1, int grp, int n_groups, int gl, int G, int nv,
-                            int D) {
-  constexpr int NE = Pack<T>::n;
+template <typename Elem, int VPL>
+__device__ void attend_step(SoftmaxState<VPL, Pack<Elem>::n>& st, const float (&q)[VPL][Pack<Elem>::n],
+                            const Elem* K, const Elem* V, int base, int k1, int grp, int n_groups, int gl,
+                            int G, int nv, int D) {
+  constexpr int NE = Pack<Elem>::n;
   uint4 kr[kUnroll][VPL], vr[kUnroll][VPL];
 #pragma unroll
   for (int u = 0; u < kUnroll; ++u) {
@@ -171,7 +170,7 @@ __device__ void attend_step(SoftmaxState<VPL, Pack<T>::n>& st, const float (&q)[
 #pragma unroll
     for (int i = 0; i < VPL; ++i) {
       float k[NE];
-      Pack<T>::unpack(kr[u][i], k);
+      Pack<Elem>::unpack(kr[u][i], k);
 #pragma unroll
       for (int e = 0; e < NE; ++e) s[u] = fmaf(q[i][e], k[e], s[u]);
     }
@@ -199,7 +198,7 @@ __device__ void attend_step(SoftmaxState<VPL, Pack<T>::n>& st, const float (&q)[
 #pragma unroll
     for (int i = 0; i < VPL; ++i) {
       float v[NE];
-      Pack<T>::unpack(vr[u][i], v);
+      Pack<Elem>::unpack(vr[u][i], v);
 #pragma unroll
       for (int e = 0; e < NE; ++e) st.acc[i][e] = fmaf(p, v[e], st.acc[i][e]);
     }
@@ -207,13 +206,13 @@ __device__ void attend_step(SoftmaxState<VPL, Pack<T>::n>& st, const float (&q)[
   st.m = mn;
 }
 
-// grid (N, H, splits), block kThreads. G = lanes per key (power of two, G * 16 bytes >= a D-row).
+// grid (T, H, splits), block kThreads. G = lanes per key (power of two, G * 16 bytes >= a D-row).
 // Writes out[r, h*D ..] when the row needs one split, else partial[r][h][split] = (m, l, acc[D]).
-template <typename T>
+template <typename Elem>
 __global__ void __launch_bounds__(kThreads)
-    attention_kernel(T* out, const T* qkv, CacheLayer<T> cache, const int* row_slot, const int* row_pos,
-                     int H, int D, int G, float q_scale, float* partial, int max_splits) {
-  constexpr int NE = Pack<T>::n, VPL = kVecsPerLane<T>;
+    attention_kernel(Elem* out, const Elem* qkv, CacheLayer<Elem> cache, const int* row_slot,
+                     const int* row_pos, int H, int D, int G, float q_scale, float* partial, int max_splits) {
+  constexpr int NE = Pack<Elem>::n, VPL = kVecsPerLane<Elem>;
   __shared__ float s_m[kWarps], s_l[kWarps], s_acc[kWarps][kMaxD];
   const int r = blockIdx.x, h = blockIdx.y, split = blockIdx.z, C = H * D, nv = D / NE;
   const int slot = row_slot[r];
@@ -230,14 +229,14 @@ __global__ void __launch_bounds__(kThreads)
     uint4 raw = make_uint4(0, 0, 0, 0);
     if (v < nv)
       raw = __ldg(reinterpret_cast<const uint4*>(qkv + size_t(r) * 3 * C + size_t(h) * D + size_t(v) * NE));
-    Pack<T>::unpack(raw, q[i]);
+    Pack<Elem>::unpack(raw, q[i]);
 #pragma unroll
     for (int e = 0; e < NE; ++e) q[i][e] *= q_scale;
   }
   const size_t head = (size_t(max(slot, 0)) * H + h) * cache.max_ctx * D;
   SoftmaxState<VPL, NE> st;
   for (int base = k0; base < k1; base += n_groups * kUnroll)  // same trip count for the whole block
-    attend_step<T, VPL>(st, q, cache.k + head, cache.v + head, base, k1, grp, n_groups, gl, G, nv, D);
+    attend_step<Elem, VPL>(st, q, cache.k + head, cache.v + head, base, k1, grp, n_groups, gl, G, nv, D);
 
   for (int off = G; off < 32; off <<= 1) {  // lane groups of a warp: same lane position, other keys
     float om = __shfl_xor_sync(kFull, st.m, off), ol = __shfl_xor_sync(kFull, st.l, off), oacc[VPL][NE];
@@ -275,7 +274,7 @@ __global__ void __launch_bounds__(kThreads)
   if (plan.n_used == 1) {
 #pragma unroll
     for (int e = 0; e < NE; ++e) a[e] /= l;  // l == 0 only for an invalid row: NaN on purpose
-    *reinterpret_cast<uint4*>(out + size_t(r) * C + size_t(h) * D + size_t(v) * NE) = Pack<T>::pack(a);
+    *reinterpret_cast<uint4*>(out + size_t(r) * C + size_t(h) * D + size_t(v) * NE) = Pack<Elem>::pack(a);
     return;
   }
   float* p = partial + ((size_t(r) * H + h) * max_splits + split) * (D + 2);
@@ -284,10 +283,10 @@ __global__ void __launch_bounds__(kThreads)
   for (int e = 0; e < NE; ++e) p[2 + v * NE + e] = a[e];
 }
 
-// grid (N, H), block kMergeThreads: out[r, h] = sum_s acc_s * 2^(m_s - M) / sum_s l_s * 2^(m_s - M).
-template <typename T>
+// grid (T, H), block kMergeThreads: out[r, h] = sum_s acc_s * 2^(m_s - M) / sum_s l_s * 2^(m_s - M).
+template <typename Elem>
 __global__ void __launch_bounds__(kMergeThreads)
-    attention_merge_kernel(T* out, const int* row_slot, const int* row_pos, int H, int D, int max_ctx,
+    attention_merge_kernel(Elem* out, const int* row_slot, const int* row_pos, int H, int D, int max_ctx,
                            int n_splits, const float* partial, int max_splits) {
   __shared__ float s_w[kMaxSplits];
   __shared__ float s_inv_l;
@@ -312,7 +311,7 @@ __global__ void __launch_bounds__(kMergeThreads)
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float a = 0.0f;
     for (int s = 0; s < plan.n_used; ++s) a += p[size_t(s) * stride + 2 + d] * s_w[s];
-    out[size_t(r) * H * D + size_t(h) * D + d] = Pack<T>::to_t(a * s_inv_l);
+    out[size_t(r) * H * D + size_t(h) * D + d] = Pack<Elem>::to_elem(a * s_inv_l);
   }
 }
 
@@ -337,23 +336,23 @@ int sm_count() {  // per device, asked once: the launchers stay free of blocking
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Strings are built only on failure: the launchers run every decode step.
-template <typename T>
-void check_args(const char* op, const T* qkv, const CacheLayer<T>& cache, const int* row_slot,
-                const int* row_pos, int N, int H, int D) {
-  if (N < 0) fail(op, "N must be >= 0, got " + std::to_string(N));
+template <typename Elem>
+void check_args(const char* op, const Elem* qkv, const CacheLayer<Elem>& cache, const int* row_slot,
+                const int* row_pos, int T, int H, int D) {
+  if (T < 0) fail(op, "T must be >= 0, got " + std::to_string(T));
   if (H < 1 || H > 65535) fail(op, "H must be in [1, 65535], got " + std::to_string(H));
   if (D < 8 || D > kMaxD || D % 8 != 0)
     fail(op, "D must be a multiple of 8 in [8, 256], got " + std::to_string(D));
   if (cache.max_ctx < 1) fail(op, "cache max_ctx must be >= 1, got " + std::to_string(cache.max_ctx));
-  if (N > 0 && (!qkv || !cache.k || !cache.v || !row_slot || !row_pos)) fail(op, "null pointer argument");
+  if (T > 0 && (!qkv || !cache.k || !cache.v || !row_slot || !row_pos)) fail(op, "null pointer argument");
   if (!aligned16(qkv) || !aligned16(cache.k) || !aligned16(cache.v))
     fail(op, "pointers must be 16-byte aligned");
 }
 
 // Splits per row: enough blocks for ~4 per SM, at most max_splits and one per kMinChunk keys.
-int choose_splits(int N, int H, int max_ctx, const AttentionWorkspace& ws) {
+int choose_splits(int T, int H, int max_ctx, const AttentionWorkspace& ws) {
   if (!ws.partial || ws.max_splits <= 1) return 1;
-  const long long blocks = static_cast<long long>(N) * H, target = 4LL * sm_count();
+  const long long blocks = static_cast<long long>(T) * H, target = 4LL * sm_count();
   if (blocks >= target) return 1;
   const long long want = (target + blocks - 1) / blocks;
   const int by_ctx = (max_ctx + kMinChunk - 1) / kMinChunk;
@@ -362,50 +361,51 @@ int choose_splits(int N, int H, int max_ctx, const AttentionWorkspace& ws) {
 
 }  // namespace
 
-template <typename T>
-void kv_write(CacheLayer<T> cache, const T* qkv, const int* row_slot, const int* row_pos, int N, int H, int D,
-              cudaStream_t stream) {
-  check_args("kv_write", qkv, cache, row_slot, row_pos, N, H, D);
-  if (N == 0) return;
-  const size_t total = size_t(N) * 2 * H * (D / Pack<T>::n);
+template <typename Elem>
+void kv_write(CacheLayer<Elem> cache, const Elem* qkv, const int* row_slot, const int* row_pos, int T, int H,
+              int D, cudaStream_t stream) {
+  check_args("kv_write", qkv, cache, row_slot, row_pos, T, H, D);
+  if (T == 0) return;
+  const size_t total = size_t(T) * 2 * H * (D / Pack<Elem>::n);
   const int threads = 256;
   const unsigned blocks = static_cast<unsigned>(std::min<size_t>((total + threads - 1) / threads, 1u << 20));
-  kv_write_kernel<T><<<blocks, threads, 0, stream>>>(cache, qkv, row_slot, row_pos, N, H, D);
+  kv_write_kernel<Elem><<<blocks, threads, 0, stream>>>(cache, qkv, row_slot, row_pos, T, H, D);
   CUDA_CHECK_LAUNCH("kv_write_kernel");
 }
 
-size_t attention_workspace_floats(int N, int H, int D, int max_splits) {
-  if (N <= 0 || H <= 0 || D <= 0 || max_splits <= 0) return 0;
-  return size_t(N) * H * max_splits * (D + 2);
+size_t attention_workspace_floats(int T, int H, int D, int max_splits) {
+  if (T <= 0 || H <= 0 || D <= 0 || max_splits <= 0) return 0;
+  return size_t(T) * H * max_splits * (D + 2);
 }
 
-template <typename T>
-void attention(T* out, const T* qkv, CacheLayer<T> cache, const int* row_slot, const int* row_pos, int N,
-               int H, int D, AttentionWorkspace ws, cudaStream_t stream) {
-  check_args("attention", qkv, cache, row_slot, row_pos, N, H, D);
-  if (N > 0 && !out) fail("attention", "null out pointer");
+template <typename Elem>
+void attention(Elem* out, const Elem* qkv, CacheLayer<Elem> cache, const int* row_slot, const int* row_pos,
+               int T, int H, int D, AttentionWorkspace ws, cudaStream_t stream) {
+  check_args("attention", qkv, cache, row_slot, row_pos, T, H, D);
+  if (T > 0 && !out) fail("attention", "null out pointer");
   if (!aligned16(out)) fail("attention", "out must be 16-byte aligned");
-  if (N == 0) return;
-  const int splits = choose_splits(N, H, cache.max_ctx, ws);
-  const int nv = D / Pack<T>::n;
+  if (T == 0) return;
+  const int splits = choose_splits(T, H, cache.max_ctx, ws);
+  const int nv = D / Pack<Elem>::n;
   int G = 1;
   while (G < nv && G < 32) G *= 2;
   const float q_scale = 1.4426950408889634f / std::sqrt(static_cast<float>(D));  // log2(e) / sqrt(D)
-  const dim3 grid(static_cast<unsigned>(N), static_cast<unsigned>(H), static_cast<unsigned>(splits));
-  attention_kernel<T><<<grid, kThreads, 0, stream>>>(out, qkv, cache, row_slot, row_pos, H, D, G, q_scale,
+  const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>(H), static_cast<unsigned>(splits));
+  attention_kernel<Elem><<<grid, kThreads, 0, stream>>>(out, qkv, cache, row_slot, row_pos, H, D, G, q_scale,
                                                      ws.partial, ws.max_splits);
   CUDA_CHECK_LAUNCH("attention_kernel");
   if (splits == 1) return;
-  const dim3 merge_grid(static_cast<unsigned>(N), static_cast<unsigned>(H));
-  attention_merge_kernel<T><<<merge_grid, kMergeThreads, 0, stream>>>(
+  const dim3 merge_grid(static_cast<unsigned>(T), static_cast<unsigned>(H));
+  attention_merge_kernel<Elem><<<merge_grid, kMergeThreads, 0, stream>>>(
       out, row_slot, row_pos, H, D, cache.max_ctx, splits, ws.partial, ws.max_splits);
   CUDA_CHECK_LAUNCH("attention_merge_kernel");
 }
 
-#define GEN_INSTANTIATE(T)                                                                                 \
-  template void kv_write<T>(CacheLayer<T>, const T*, const int*, const int*, int, int, int, cudaStream_t); \
-  template void attention<T>(T*, const T*, CacheLayer<T>, const int*, const int*, int, int, int,           \
-                             AttentionWorkspace, cudaStream_t);
+#define GEN_INSTANTIATE(Elem)                                                                              \
+  template void kv_write<Elem>(CacheLayer<Elem>, const Elem*, const int*, const int*, int, int, int,      \
+                               cudaStream_t);                                                             \
+  template void attention<Elem>(Elem*, const Elem*, CacheLayer<Elem>, const int*, const int*, int, int, int, \
+                                AttentionWorkspace, cudaStream_t);
 GEN_INSTANTIATE(float)
 GEN_INSTANTIATE(__half)
 GEN_INSTANTIATE(__nv_bfloat16)

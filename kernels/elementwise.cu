@@ -1,11 +1,12 @@
 // The memory-bound kernels around the GEMMs and attention: dtype conversion, embedding, residual add +
-// layernorm, bias + gelu_new, residual add, row gather. Arithmetic is fp32 whatever T is; T is rounded
-// once, on store.
+// layernorm, bias + gelu_new, residual add, row gather. Arithmetic is fp32 whatever Elem is; Elem is
+// rounded once, on store.
 //
-// Vectorization: a Pack moves 16 bytes (4 floats or 8 halves) in one load/store. A launcher takes the
-// packed path when every pointer is 16-byte aligned and rows are a whole number of packs (C % kVec == 0,
-// true for every GPT-2 size); otherwise the same kernel runs with packs of one element.
-// No launcher allocates or synchronizes, so all can be captured in a CUDA graph; N == 0 launches nothing.
+// Vectorization: a Pack of P elements moves 16 bytes (P = 4 floats or 8 halves) in one load/store. A
+// launcher takes the packed path when every pointer is 16-byte aligned and rows are a whole number of
+// packs (C % kVec == 0, true for every GPT-2 size); otherwise the same kernel runs with P = 1.
+// T = rows, as in cuda_kernels.h.
+// No launcher allocates or synchronizes, so all can be captured in a CUDA graph; T == 0 launches nothing.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -17,8 +18,8 @@ namespace gen::cuda {
 
 namespace {
 
-template <typename T>
-constexpr int kVec = 16 / int(sizeof(T));
+template <typename Elem>
+constexpr int kVec = 16 / int(sizeof(Elem));
 constexpr int kThreads = 256;
 constexpr size_t kMaxBlocks = 8192;  // grid-stride loops cover the rest
 constexpr int kLnThreads = 128;      // add_layernorm: one block per row
@@ -30,8 +31,8 @@ __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
 
-template <typename T>
-__device__ __forceinline__ T from_f32(float v);
+template <typename Elem>
+__device__ __forceinline__ Elem from_f32(float v);
 template <>
 __device__ __forceinline__ float from_f32<float>(float v) {
   return v;
@@ -45,35 +46,35 @@ __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
-template <typename T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
+template <typename Elem, int P>
+struct alignas(sizeof(Elem) * P) Pack {
+  Elem v[P];
 };
 
-template <typename T, int N>
-__device__ __forceinline__ void load(float (&f)[N], const T* p) {
-  const Pack<T, N> pk = *reinterpret_cast<const Pack<T, N>*>(p);
+template <typename Elem, int P>
+__device__ __forceinline__ void load(float (&f)[P], const Elem* p) {
+  const Pack<Elem, P> pk = *reinterpret_cast<const Pack<Elem, P>*>(p);
 #pragma unroll
-  for (int j = 0; j < N; ++j) f[j] = to_f32(pk.v[j]);
+  for (int j = 0; j < P; ++j) f[j] = to_f32(pk.v[j]);
 }
 
 // A null pointer reads as zeros (the optional biases).
-template <typename T, int N>
-__device__ __forceinline__ void load_or_zero(float (&f)[N], const T* p) {
+template <typename Elem, int P>
+__device__ __forceinline__ void load_or_zero(float (&f)[P], const Elem* p) {
   if (p) {
-    load<T, N>(f, p);
+    load<Elem, P>(f, p);
   } else {
 #pragma unroll
-    for (int j = 0; j < N; ++j) f[j] = 0.0f;
+    for (int j = 0; j < P; ++j) f[j] = 0.0f;
   }
 }
 
-template <typename T, int N>
-__device__ __forceinline__ void store(T* p, const float (&f)[N]) {
-  Pack<T, N> pk;
+template <typename Elem, int P>
+__device__ __forceinline__ void store(Elem* p, const float (&f)[P]) {
+  Pack<Elem, P> pk;
 #pragma unroll
-  for (int j = 0; j < N; ++j) pk.v[j] = from_f32<T>(f[j]);
-  *reinterpret_cast<Pack<T, N>*>(p) = pk;
+  for (int j = 0; j < P; ++j) pk.v[j] = from_f32<Elem>(f[j]);
+  *reinterpret_cast<Pack<Elem, P>*>(p) = pk;
 }
 
 __device__ __forceinline__ size_t thread_index() { return size_t(blockIdx.x) * blockDim.x + threadIdx.x; }
@@ -86,78 +87,78 @@ __device__ __forceinline__ float gelu_new(float x) {
 
 // ---- kernels ------------------------------------------------------------------------------------------
 
-// dst[i] = src[i] for the packs of N, then the n % N tail one by one.
-template <typename D, typename S, int N>
-__global__ void convert_kernel(D* dst, const S* src, size_t n) {
-  const size_t packs = n / N;
+// dst[i] = src[i] for the packs of P, then the n % P tail one by one.
+template <typename Dst, typename Src, int P>
+__global__ void convert_kernel(Dst* dst, const Src* src, size_t n) {
+  const size_t packs = n / P;
   for (size_t v = thread_index(); v < packs; v += thread_stride()) {
-    float f[N];
-    load<S, N>(f, src + v * N);
-    store<D, N>(dst + v * N, f);
+    float f[P];
+    load<Src, P>(f, src + v * P);
+    store<Dst, P>(dst + v * P, f);
   }
-  for (size_t i = packs * N + thread_index(); i < n; i += thread_stride())
-    dst[i] = from_f32<D>(to_f32(src[i]));
+  for (size_t i = packs * P + thread_index(); i < n; i += thread_stride())
+    dst[i] = from_f32<Dst>(to_f32(src[i]));
 }
 
-// Row-wise kernels iterate over packs of a [rows, C] tensor: pack v is row v / (C / N), column
-// (v % (C / N)) * N.
-template <typename T, int N>
-__global__ void embed_kernel(T* out, const int* tokens, const int* positions, int rows, const T* wte,
-                             const T* wpe, int C) {
-  const int per_row = C / N;
-  const size_t packs = size_t(rows) * per_row;
+// Row-wise kernels iterate over packs of a [T, C] tensor: pack v is row v / (C / P), column
+// (v % (C / P)) * P.
+template <typename Elem, int P>
+__global__ void embed_kernel(Elem* out, const int* tokens, const int* positions, int T, const Elem* wte,
+                             const Elem* wpe, int C) {
+  const int per_row = C / P;
+  const size_t packs = size_t(T) * per_row;
   for (size_t v = thread_index(); v < packs; v += thread_stride()) {
-    const int r = int(v / per_row), c = int(v % per_row) * N;
-    float a[N], b[N];
-    load<T, N>(a, wte + size_t(tokens[r]) * C + c);
-    load<T, N>(b, wpe + size_t(positions[r]) * C + c);
+    const int r = int(v / per_row), c = int(v % per_row) * P;
+    float a[P], b[P];
+    load<Elem, P>(a, wte + size_t(tokens[r]) * C + c);
+    load<Elem, P>(b, wpe + size_t(positions[r]) * C + c);
 #pragma unroll
-    for (int j = 0; j < N; ++j) a[j] += b[j];
-    store<T, N>(out + size_t(r) * C + c, a);
+    for (int j = 0; j < P; ++j) a[j] += b[j];
+    store<Elem, P>(out + size_t(r) * C + c, a);
   }
 }
 
-template <typename T, int N>
-__global__ void bias_act_kernel(T* x, const T* bias, int rows, int C, bool gelu) {
-  const int per_row = C / N;
-  const size_t packs = size_t(rows) * per_row;
+template <typename Elem, int P>
+__global__ void bias_act_kernel(Elem* x, const Elem* bias, int T, int C, bool gelu) {
+  const int per_row = C / P;
+  const size_t packs = size_t(T) * per_row;
   for (size_t v = thread_index(); v < packs; v += thread_stride()) {
-    const int c = int(v % per_row) * N;
-    float a[N], b[N];
-    load<T, N>(a, x + v * N);
-    load_or_zero<T, N>(b, bias ? bias + c : nullptr);
+    const int c = int(v % per_row) * P;
+    float a[P], b[P];
+    load<Elem, P>(a, x + v * P);
+    load_or_zero<Elem, P>(b, bias ? bias + c : nullptr);
 #pragma unroll
-    for (int j = 0; j < N; ++j) a[j] = gelu ? gelu_new(a[j] + b[j]) : a[j] + b[j];
-    store<T, N>(x + v * N, a);
+    for (int j = 0; j < P; ++j) a[j] = gelu ? gelu_new(a[j] + b[j]) : a[j] + b[j];
+    store<Elem, P>(x + v * P, a);
   }
 }
 
 // x + (y + bias): y + bias is what the unfused projection would have stored.
-template <typename T, int N>
-__global__ void add_bias_residual_kernel(T* x, const T* y, const T* bias, int rows, int C) {
-  const int per_row = C / N;
-  const size_t packs = size_t(rows) * per_row;
+template <typename Elem, int P>
+__global__ void add_bias_residual_kernel(Elem* x, const Elem* y, const Elem* bias, int T, int C) {
+  const int per_row = C / P;
+  const size_t packs = size_t(T) * per_row;
   for (size_t v = thread_index(); v < packs; v += thread_stride()) {
-    const int c = int(v % per_row) * N;
-    float a[N], b[N], d[N];
-    load<T, N>(a, x + v * N);
-    load<T, N>(d, y + v * N);
-    load_or_zero<T, N>(b, bias ? bias + c : nullptr);
+    const int c = int(v % per_row) * P;
+    float a[P], b[P], d[P];
+    load<Elem, P>(a, x + v * P);
+    load<Elem, P>(d, y + v * P);
+    load_or_zero<Elem, P>(b, bias ? bias + c : nullptr);
 #pragma unroll
-    for (int j = 0; j < N; ++j) a[j] += d[j] + b[j];
-    store<T, N>(x + v * N, a);
+    for (int j = 0; j < P; ++j) a[j] += d[j] + b[j];
+    store<Elem, P>(x + v * P, a);
   }
 }
 
-template <typename T, int N>
-__global__ void gather_rows_kernel(T* out, const T* x, const int* rows, int B, int C) {
-  const int per_row = C / N;
+template <typename Elem, int P>
+__global__ void gather_rows_kernel(Elem* out, const Elem* x, const int* rows, int B, int C) {
+  const int per_row = C / P;
   const size_t packs = size_t(B) * per_row;
   for (size_t v = thread_index(); v < packs; v += thread_stride()) {
-    const int r = int(v / per_row), c = int(v % per_row) * N;
-    float a[N];
-    load<T, N>(a, x + size_t(rows[r]) * C + c);
-    store<T, N>(out + size_t(r) * C + c, a);
+    const int r = int(v / per_row), c = int(v % per_row) * P;
+    float a[P];
+    load<Elem, P>(a, x + size_t(rows[r]) * C + c);
+    store<Elem, P>(out + size_t(r) * C + c, a);
   }
 }
 
@@ -177,28 +178,29 @@ __device__ float block_sum(float v, float* red) {
   return red[32];
 }
 
-// One block per row. The row (after the residual add, rounded to T as stored) is kept in shared memory
+// One block per row. The row (after the residual add, rounded to Elem as stored) is kept in shared memory
 // in fp32 for the two statistics passes. Statistics are taken about shift = the row's first element:
 // for a row with a large mean, sum(x - shift) keeps the digits that sum(x) would round away.
-template <typename T, int N>
+template <typename Elem, int P>
 __global__ void __launch_bounds__(kLnThreads)
-    add_layernorm_kernel(T* x, const T* y, const T* bias, T* out, const T* w, const T* b, int C, float eps) {
+    add_layernorm_kernel(Elem* x, const Elem* y, const Elem* bias, Elem* out, const Elem* w, const Elem* b,
+                         int C, float eps) {
   extern __shared__ float row[];  // [C]
   __shared__ float red[33];
   const size_t base = size_t(blockIdx.x) * C;
-  for (int c = threadIdx.x * N; c < C; c += kLnThreads * N) {
-    float a[N];
-    load<T, N>(a, x + base + c);
+  for (int c = threadIdx.x * P; c < C; c += kLnThreads * P) {
+    float a[P];
+    load<Elem, P>(a, x + base + c);
     if (y) {
-      float d[N], bb[N];
-      load<T, N>(d, y + base + c);
-      load_or_zero<T, N>(bb, bias ? bias + c : nullptr);
+      float d[P], bb[P];
+      load<Elem, P>(d, y + base + c);
+      load_or_zero<Elem, P>(bb, bias ? bias + c : nullptr);
 #pragma unroll
-      for (int j = 0; j < N; ++j) a[j] = to_f32(from_f32<T>(a[j] + (d[j] + bb[j])));  // as stored
-      store<T, N>(x + base + c, a);
+      for (int j = 0; j < P; ++j) a[j] = to_f32(from_f32<Elem>(a[j] + (d[j] + bb[j])));  // as stored
+      store<Elem, P>(x + base + c, a);
     }
 #pragma unroll
-    for (int j = 0; j < N; ++j) row[c + j] = a[j];
+    for (int j = 0; j < P; ++j) row[c + j] = a[j];
   }
   __syncthreads();
   const float shift = row[0];
@@ -211,13 +213,13 @@ __global__ void __launch_bounds__(kLnThreads)
     q += d * d;
   }
   const float rstd = 1.0f / sqrtf(block_sum(q, red) / C + eps);
-  for (int c = threadIdx.x * N; c < C; c += kLnThreads * N) {
-    float ww[N], bb[N], o[N];
-    load<T, N>(ww, w + c);
-    load<T, N>(bb, b + c);
+  for (int c = threadIdx.x * P; c < C; c += kLnThreads * P) {
+    float ww[P], bb[P], o[P];
+    load<Elem, P>(ww, w + c);
+    load<Elem, P>(bb, b + c);
 #pragma unroll
-    for (int j = 0; j < N; ++j) o[j] = ((row[c + j] - shift) - mean_d) * rstd * ww[j] + bb[j];
-    store<T, N>(out + base + c, o);
+    for (int j = 0; j < P; ++j) o[j] = ((row[c + j] - shift) - mean_d) * rstd * ww[j] + bb[j];
+    store<Elem, P>(out + base + c, o);
   }
 }
 
@@ -235,106 +237,109 @@ unsigned blocks_for(size_t work) { return unsigned(std::min((work + kThreads - 1
 
 // ---- launchers --------------------------------------------------------------------------------------------
 
-template <typename T>
-void convert_from_f32(T* dst, const float* src, size_t n, cudaStream_t stream) {
+template <typename Elem>
+void convert_from_f32(Elem* dst, const float* src, size_t n, cudaStream_t stream) {
   if (n == 0) return;
   if (all_aligned16(dst, src)) {  // packs of 4: 16 bytes of floats
-    convert_kernel<T, float, 4><<<blocks_for(n / 4 + 1), kThreads, 0, stream>>>(dst, src, n);
+    convert_kernel<Elem, float, 4><<<blocks_for(n / 4 + 1), kThreads, 0, stream>>>(dst, src, n);
   } else {
-    convert_kernel<T, float, 1><<<blocks_for(n), kThreads, 0, stream>>>(dst, src, n);
+    convert_kernel<Elem, float, 1><<<blocks_for(n), kThreads, 0, stream>>>(dst, src, n);
   }
   CUDA_CHECK_LAUNCH("convert_from_f32");
 }
 
-template <typename T>
-void convert_to_f32(float* dst, const T* src, size_t n, cudaStream_t stream) {
+template <typename Elem>
+void convert_to_f32(float* dst, const Elem* src, size_t n, cudaStream_t stream) {
   if (n == 0) return;
   if (all_aligned16(dst, src)) {
-    convert_kernel<float, T, 4><<<blocks_for(n / 4 + 1), kThreads, 0, stream>>>(dst, src, n);
+    convert_kernel<float, Elem, 4><<<blocks_for(n / 4 + 1), kThreads, 0, stream>>>(dst, src, n);
   } else {
-    convert_kernel<float, T, 1><<<blocks_for(n), kThreads, 0, stream>>>(dst, src, n);
+    convert_kernel<float, Elem, 1><<<blocks_for(n), kThreads, 0, stream>>>(dst, src, n);
   }
   CUDA_CHECK_LAUNCH("convert_to_f32");
 }
 
-template <typename T>
-void embed(T* out, const int* tokens, const int* positions, int N, const T* wte, const T* wpe, int C,
+template <typename Elem>
+void embed(Elem* out, const int* tokens, const int* positions, int T, const Elem* wte, const Elem* wpe, int C,
            cudaStream_t stream) {
-  if (N <= 0 || C <= 0) return;
-  constexpr int V = kVec<T>;
-  if (C % V == 0 && all_aligned16(out, wte, wpe)) {
-    embed_kernel<T, V>
-        <<<blocks_for(size_t(N) * C / V), kThreads, 0, stream>>>(out, tokens, positions, N, wte, wpe, C);
+  if (T <= 0 || C <= 0) return;
+  constexpr int P = kVec<Elem>;
+  if (C % P == 0 && all_aligned16(out, wte, wpe)) {
+    embed_kernel<Elem, P>
+        <<<blocks_for(size_t(T) * C / P), kThreads, 0, stream>>>(out, tokens, positions, T, wte, wpe, C);
   } else {
-    embed_kernel<T, 1>
-        <<<blocks_for(size_t(N) * C), kThreads, 0, stream>>>(out, tokens, positions, N, wte, wpe, C);
+    embed_kernel<Elem, 1>
+        <<<blocks_for(size_t(T) * C), kThreads, 0, stream>>>(out, tokens, positions, T, wte, wpe, C);
   }
   CUDA_CHECK_LAUNCH("embed");
 }
 
-template <typename T>
-void add_layernorm(T* x, const T* y, const T* bias, T* out, const T* w, const T* b, int N, int C, float eps,
-                   cudaStream_t stream) {
-  if (N <= 0 || C <= 0) return;
+template <typename Elem>
+void add_layernorm(Elem* x, const Elem* y, const Elem* bias, Elem* out, const Elem* w, const Elem* b, int T,
+                   int C, float eps, cudaStream_t stream) {
+  if (T <= 0 || C <= 0) return;
   if (C > kLnMaxC) {
     throw Error("cuda::add_layernorm: n_embd " + std::to_string(C) + " is over " + std::to_string(kLnMaxC));
   }
   const size_t smem = size_t(C) * sizeof(float);
-  constexpr int V = kVec<T>;
-  if (C % V == 0 && all_aligned16(x, y, bias, out, w, b)) {
-    add_layernorm_kernel<T, V><<<N, kLnThreads, smem, stream>>>(x, y, bias, out, w, b, C, eps);
+  constexpr int P = kVec<Elem>;
+  if (C % P == 0 && all_aligned16(x, y, bias, out, w, b)) {
+    add_layernorm_kernel<Elem, P><<<T, kLnThreads, smem, stream>>>(x, y, bias, out, w, b, C, eps);
   } else {
-    add_layernorm_kernel<T, 1><<<N, kLnThreads, smem, stream>>>(x, y, bias, out, w, b, C, eps);
+    add_layernorm_kernel<Elem, 1><<<T, kLnThreads, smem, stream>>>(x, y, bias, out, w, b, C, eps);
   }
   CUDA_CHECK_LAUNCH("add_layernorm");
 }
 
-template <typename T>
-void bias_act(T* x, const T* bias, int N, int cols, bool gelu, cudaStream_t stream) {
-  if (N <= 0 || cols <= 0) return;
-  constexpr int V = kVec<T>;
-  if (cols % V == 0 && all_aligned16(x, bias)) {
-    bias_act_kernel<T, V><<<blocks_for(size_t(N) * cols / V), kThreads, 0, stream>>>(x, bias, N, cols, gelu);
+template <typename Elem>
+void bias_act(Elem* x, const Elem* bias, int T, int cols, bool gelu, cudaStream_t stream) {
+  if (T <= 0 || cols <= 0) return;
+  constexpr int P = kVec<Elem>;
+  if (cols % P == 0 && all_aligned16(x, bias)) {
+    bias_act_kernel<Elem, P>
+        <<<blocks_for(size_t(T) * cols / P), kThreads, 0, stream>>>(x, bias, T, cols, gelu);
   } else {
-    bias_act_kernel<T, 1><<<blocks_for(size_t(N) * cols), kThreads, 0, stream>>>(x, bias, N, cols, gelu);
+    bias_act_kernel<Elem, 1><<<blocks_for(size_t(T) * cols), kThreads, 0, stream>>>(x, bias, T, cols, gelu);
   }
   CUDA_CHECK_LAUNCH("bias_act");
 }
 
-template <typename T>
-void add_bias_residual(T* x, const T* y, const T* bias, int N, int C, cudaStream_t stream) {
-  if (N <= 0 || C <= 0) return;
-  constexpr int V = kVec<T>;
-  if (C % V == 0 && all_aligned16(x, y, bias)) {
-    add_bias_residual_kernel<T, V><<<blocks_for(size_t(N) * C / V), kThreads, 0, stream>>>(x, y, bias, N, C);
+template <typename Elem>
+void add_bias_residual(Elem* x, const Elem* y, const Elem* bias, int T, int C, cudaStream_t stream) {
+  if (T <= 0 || C <= 0) return;
+  constexpr int P = kVec<Elem>;
+  if (C % P == 0 && all_aligned16(x, y, bias)) {
+    add_bias_residual_kernel<Elem, P>
+        <<<blocks_for(size_t(T) * C / P), kThreads, 0, stream>>>(x, y, bias, T, C);
   } else {
-    add_bias_residual_kernel<T, 1><<<blocks_for(size_t(N) * C), kThreads, 0, stream>>>(x, y, bias, N, C);
+    add_bias_residual_kernel<Elem, 1><<<blocks_for(size_t(T) * C), kThreads, 0, stream>>>(x, y, bias, T, C);
   }
   CUDA_CHECK_LAUNCH("add_bias_residual");
 }
 
-template <typename T>
-void gather_rows(T* out, const T* x, const int* rows, int B, int C, cudaStream_t stream) {
+template <typename Elem>
+void gather_rows(Elem* out, const Elem* x, const int* rows, int B, int C, cudaStream_t stream) {
   if (B <= 0 || C <= 0) return;
-  constexpr int V = kVec<T>;
-  if (C % V == 0 && all_aligned16(out, x)) {
-    gather_rows_kernel<T, V><<<blocks_for(size_t(B) * C / V), kThreads, 0, stream>>>(out, x, rows, B, C);
+  constexpr int P = kVec<Elem>;
+  if (C % P == 0 && all_aligned16(out, x)) {
+    gather_rows_kernel<Elem, P><<<blocks_for(size_t(B) * C / P), kThreads, 0, stream>>>(out, x, rows, B, C);
   } else {
-    gather_rows_kernel<T, 1><<<blocks_for(size_t(B) * C), kThreads, 0, stream>>>(out, x, rows, B, C);
+    gather_rows_kernel<Elem, 1><<<blocks_for(size_t(B) * C), kThreads, 0, stream>>>(out, x, rows, B, C);
   }
   CUDA_CHECK_LAUNCH("gather_rows");
 }
 
 // Explicit instantiations for the three storage dtypes.
-#define GEN_ELEMENTWISE_INSTANTIATE(T)                                                            \
-  template void convert_from_f32<T>(T*, const float*, size_t, cudaStream_t);                      \
-  template void convert_to_f32<T>(float*, const T*, size_t, cudaStream_t);                        \
-  template void embed<T>(T*, const int*, const int*, int, const T*, const T*, int, cudaStream_t); \
-  template void add_layernorm<T>(T*, const T*, const T*, T*, const T*, const T*, int, int, float, \
-                                 cudaStream_t);                                                   \
-  template void bias_act<T>(T*, const T*, int, int, bool, cudaStream_t);                          \
-  template void add_bias_residual<T>(T*, const T*, const T*, int, int, cudaStream_t);             \
-  template void gather_rows<T>(T*, const T*, const int*, int, int, cudaStream_t);
+#define GEN_ELEMENTWISE_INSTANTIATE(Elem)                                                                  \
+  template void convert_from_f32<Elem>(Elem*, const float*, size_t, cudaStream_t);                         \
+  template void convert_to_f32<Elem>(float*, const Elem*, size_t, cudaStream_t);                           \
+  template void embed<Elem>(Elem*, const int*, const int*, int, const Elem*, const Elem*, int,             \
+                            cudaStream_t);                                                                 \
+  template void add_layernorm<Elem>(Elem*, const Elem*, const Elem*, Elem*, const Elem*, const Elem*, int, \
+                                    int, float, cudaStream_t);                                             \
+  template void bias_act<Elem>(Elem*, const Elem*, int, int, bool, cudaStream_t);                          \
+  template void add_bias_residual<Elem>(Elem*, const Elem*, const Elem*, int, int, cudaStream_t);          \
+  template void gather_rows<Elem>(Elem*, const Elem*, const int*, int, int, cudaStream_t);
 
 GEN_ELEMENTWISE_INSTANTIATE(float)
 GEN_ELEMENTWISE_INSTANTIATE(__half)

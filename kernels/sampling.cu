@@ -1,4 +1,4 @@
-// One token per sequence, on the GPU, with the algorithm of gen/sample_rng.h (the twin of gen::sample).
+// One token per sequence, on the GPU, with the algorithm of engine/sample_rng.h (the twin of gen::sample).
 //
 // Launch shape: one block of kBlock threads per sequence; thread t handles ids t, t + kBlock, ... and
 // re-reads its logits on every pass (a 50257-entry row is 200 KB, resident in L2). Passes:

@@ -3,12 +3,30 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "gen/device.h"
+
 namespace gen::cuda {
 
 void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line) {
   const char* base = std::strrchr(file, '/');
   throw Error(std::string("CUDA error: ") + cudaGetErrorString(err) + " in " + call + " (" + (base ? base + 1 : file) +
               ":" + std::to_string(line) + ")");
+}
+
+// Unlike throw_cuda_error, the full path of the file (as the message always said).
+void throw_cublas_error(cublasStatus_t st, const char* call, const char* file, int line) {
+  throw Error(std::string("cuBLAS error ") + cublasGetStatusString(st) + " in " + call + " (" + file + ":" +
+              std::to_string(line) + ")");
+}
+
+void ensure_fits(size_t bytes, const std::string& what) {
+  size_t free = 0, total = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  if (bytes + kMemoryMargin > free) {
+    throw Error("not enough GPU memory for " + what + ": need " + human_bytes(double(bytes)) + " (+" +
+                human_bytes(double(kMemoryMargin)) + " margin), free " + human_bytes(double(free)) + " of " +
+                human_bytes(double(total)));
+  }
 }
 
 void check_launch(const char* kernel, const char* file, int line) {

@@ -1,6 +1,7 @@
-// CUDA plumbing shared by the kernels and the CUDA backend: checked calls that throw, and RAII device
-// buffers. Host code only needs the CUDA runtime headers, not nvcc.
+// CUDA plumbing shared by the kernels and the CUDA backend: checked calls that throw, the device memory
+// check, and RAII device buffers. Host code only needs the CUDA headers, not nvcc.
 #pragma once
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -12,6 +13,7 @@
 namespace gen::cuda {
 
 [[noreturn]] void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line);
+[[noreturn]] void throw_cublas_error(cublasStatus_t st, const char* call, const char* file, int line);
 // After a launch: the launch error, and with GEN_SYNC_CHECK=1 in the environment also the kernel's own
 // error (synchronizes, to find the faulty kernel).
 void check_launch(const char* kernel, const char* file, int line);
@@ -21,7 +23,18 @@ void check_launch(const char* kernel, const char* file, int line);
     cudaError_t err_ = (call);                                                            \
     if (err_ != cudaSuccess) ::gen::cuda::throw_cuda_error(err_, #call, __FILE__, __LINE__); \
   } while (0)
+#define CUBLAS_CHECK(call)                                                                          \
+  do {                                                                                              \
+    cublasStatus_t st_ = (call);                                                                    \
+    if (st_ != CUBLAS_STATUS_SUCCESS) ::gen::cuda::throw_cublas_error(st_, #call, __FILE__, __LINE__); \
+  } while (0)
 #define CUDA_CHECK_LAUNCH(name) ::gen::cuda::check_launch(name, __FILE__, __LINE__)
+
+// Left free for the CUDA context and cuBLAS by every allocation that ensure_fits checks.
+constexpr size_t kMemoryMargin = size_t(256) << 20;
+// Throws Error when `bytes` more would not fit in the free device memory (with kMemoryMargin); `what`
+// names the allocation in the message.
+void ensure_fits(size_t bytes, const std::string& what);
 
 // A move-only device allocation of n elements of T.
 template <typename T>
