@@ -59,7 +59,10 @@ TEST_CASE("layernorm, gelu_new and embed equal their float64 formulas", "[ops]")
   cpu::layernorm(out.data(), x.data(), w.data(), b.data(), T, C, 1e-5f);
   REQUIRE(check_close(out.data(), ref.data(), out.size(), 1e-5, 1e-5) == "");
 
-  auto g = random_normal(100000, 10, 0.0f, 4.0f);  // past the parallel threshold
+  auto g = random_normal(100003, 10, 0.0f, 4.0f);  // past the parallel threshold, with a SIMD tail
+  // The exp's clamps and the far tails: gelu(v) -> v for large v, -> -0 for very negative v.
+  for (float v : {0.0f, 1e-30f, -1e-30f, 1e-4f, -1e-4f, 9.0f, -9.0f, 30.0f, -30.0f, 200.0f, -200.0f, 3e38f, -3e38f})
+    g.push_back(v);
   std::vector<float> gref(g.size());
   for (size_t i = 0; i < g.size(); ++i) {
     double v = g[i];
@@ -79,7 +82,8 @@ TEST_CASE("layernorm, gelu_new and embed equal their float64 formulas", "[ops]")
 
 TEST_CASE("attention over the cache equals a float64 causal softmax attention", "[ops]") {
   const int H = 3, D = 16, C = H * D;
-  for (auto [pos0, T] : {std::pair{0, 1}, {0, 31}, {5, 1}, {40, 7}, {0, 64}}) {
+  // Query blocks of 64 rows: one, several, a partial last one, after a cached prefix.
+  for (auto [pos0, T] : {std::pair{0, 1}, {0, 31}, {5, 1}, {40, 7}, {0, 64}, {0, 65}, {3, 129}, {70, 200}, {0, 1025}}) {
     const int ctx = pos0 + T + 3;  // the cache is larger than what is used
     auto qkv = random_normal(size_t(T) * 3 * C, 100 + T);
     auto k = random_normal(size_t(H) * ctx * D, 200), v = random_normal(size_t(H) * ctx * D, 300);
@@ -90,7 +94,8 @@ TEST_CASE("attention over the cache equals a float64 causal softmax attention", 
           REQUIRE(k[(size_t(h) * ctx + pos0 + t) * D + d] == qkv[size_t(t) * 3 * C + C + h * D + d]);
           REQUIRE(v[(size_t(h) * ctx + pos0 + t) * D + d] == qkv[size_t(t) * 3 * C + 2 * C + h * D + d]);
         }
-    std::vector<float> out = poisoned<float>(size_t(T) * C), ref(out.size()), scores(4 * size_t(pos0 + T));
+    std::vector<float> out = poisoned<float>(size_t(T) * C), ref(out.size());
+    std::vector<float> scores(cpu::attention_scratch_floats(T, pos0, 4));
     for (int t = 0; t < T; ++t)
       for (int h = 0; h < H; ++h) {
         const int n = pos0 + t + 1;

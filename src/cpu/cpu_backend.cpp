@@ -58,7 +58,7 @@ void CpuBackend::reserve(int T) {
   mlp_.resize(T * 4 * C);
   tmp_.resize(T * C);
   last_.resize(T * C);
-  scores_.resize(size_t(threads_) * (T + w_->cfg.n_positions));
+  scores_.resize(cpu::attention_scratch_floats(T, w_->cfg.n_positions, threads_));
   kv_k_.resize(T * C);
   kv_v_.resize(T * C);
   reserved_ = T;

@@ -50,7 +50,7 @@ class CpuBackend : public Backend {
   std::vector<float> mlp_;     // [T, 4C]
   std::vector<float> tmp_;     // [T, C]
   std::vector<float> last_;    // [B, C]  final-layernormed last rows ([T, C] for forward_all)
-  std::vector<float> scores_;  // [threads, T + n_positions]
+  std::vector<float> scores_;  // [threads, min(T, 64), T + n_positions] attention scores
   std::vector<float> kv_k_, kv_v_;  // no-cache path: one layer's K, V [H][n][D] per sequence
   std::vector<int> row0_;      // first row of each sequence in the batch
 };

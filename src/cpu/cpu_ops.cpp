@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 namespace gen::cpu {
@@ -67,12 +68,36 @@ void matmul_transposed(float* out, const float* x, const float* E, int T, int C,
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, V, C, 1.0f, x, C, E, C, 0.0f, out, V);
 }
 
-void gelu_inplace(float* x, size_t n) {
-  const float k = std::sqrt(2.0f / float(M_PI));
-#pragma omp parallel for if (n >= kParallelMin)
+namespace {
+// exp(x) in float, Cephes' expf: 2^n times a degree-6 polynomial on [-ln2/2, ln2/2], about 1 ulp. Plain
+// arithmetic (the rounding by a magic number, 2^n by its bits) so that a loop of it vectorizes.
+inline float exp_poly(float x) {
+  x = std::min(88.3f, std::max(-87.3f, x));
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2)
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (int32_t(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+}  // namespace
+
+// gelu_new(v) = 0.5 v (1 + tanh(u)) = v / (1 + exp(-2u)), u = sqrt(2/pi) (v + 0.044715 v^3): the second
+// form has no cancellation for negative v and vectorizes. Cloned per ISA, chosen when the program loads.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_inplace(float* x, size_t n) {
+  const float k2 = -2.0f * 0.7978845608028654f;  // -2 sqrt(2/pi)
+#pragma omp parallel for simd if (n >= kParallelMin)
   for (size_t i = 0; i < n; ++i) {
-    float v = x[i];
-    x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * v * v * v)));
+    const float v = x[i], a = k2 * (v + 0.044715f * v * v * v);
+    // Past exp's range the quotient is 0 (as 0.5 v (1 + tanh) is), even for a v near FLT_MAX.
+    x[i] = a > 88.0f ? 0.0f * v : v / (1.0f + exp_poly(a));
   }
 }
 
@@ -93,41 +118,53 @@ void kv_write(float* k_cache, float* v_cache, int ctx, const float* qkv, int T, 
   }
 }
 
-void attention(float* out, const float* qkv, const float* k_cache, const float* v_cache, int ctx,
-               int T, int pos0, int H, int D, float* scores, int n_threads_scratch) {
-  const int C = H * D;
+namespace {
+// Query rows per block of prefill attention: a block's scores [rows, keys] stay in the cache, and keys
+// past its last row (masked for all of them) are never computed.
+constexpr int kQueryBlock = 64;
+
+// Rows [t0, t1) of one head, as two GEMMs around a masked softmax: S = scale Q K^T over the keys the
+// block may see (0 .. pos0 + t1 - 1), row t keeps keys 0 .. pos0 + t, then O = P V.
+// q: the head's Q of row 0, rows 3C apart; K, V: the head's cache [ctx][D]; o: its output of row 0,
+// rows C apart; s: scratch [t1 - t0, pos0 + t1].
+void attend_block(float* o, const float* q, const float* K, const float* V, int t0, int t1, int pos0, int C, int D,
+                  float* s) {
+  const int rows = t1 - t0, n_keys = pos0 + t1;
   const float scale = 1.0f / std::sqrt(float(D));
-  const int n_items = T * H;
-  const size_t work = size_t(n_items) * (pos0 + T) * D;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(n_threads_scratch) if (work >= kParallelMin)
-  for (int item = 0; item < n_items; ++item) {
-    const int t = item / H, h = item % H;
-    const int n_keys = pos0 + t + 1;
-    float* s = scores + size_t(omp_get_thread_num()) * (pos0 + T);
-    const float* q = qkv + size_t(t) * 3 * C + h * D;
-    const float* K = k_cache + size_t(h) * ctx * D;
-    const float* V = v_cache + size_t(h) * ctx * D;
-    float mx = -INFINITY;
-    for (int j = 0; j < n_keys; ++j) {
-      const float* k = K + size_t(j) * D;
-      float dot = 0;
-      for (int d = 0; d < D; ++d) dot += q[d] * k[d];
-      s[j] = dot * scale;
-      mx = std::max(mx, s[j]);
-    }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_keys, D, scale, q + size_t(t0) * 3 * C, 3 * C, K, D,
+              0.0f, s, n_keys);
+  for (int r = 0; r < rows; ++r) {
+    float* row = s + size_t(r) * n_keys;
+    const int visible = pos0 + t0 + r + 1;
+    const float mx = *std::max_element(row, row + visible);
     float sum = 0;
-    for (int j = 0; j < n_keys; ++j) {
-      s[j] = std::exp(s[j] - mx);
-      sum += s[j];
-    }
+    for (int j = 0; j < visible; ++j) sum += (row[j] = std::exp(row[j] - mx));
     const float inv = 1.0f / sum;
-    float* o = out + size_t(t) * C + h * D;
-    std::fill(o, o + D, 0.0f);
-    for (int j = 0; j < n_keys; ++j) {
-      const float p = s[j] * inv;
-      const float* v = V + size_t(j) * D;
-      for (int d = 0; d < D; ++d) o[d] += p * v[d];
-    }
+    for (int j = 0; j < visible; ++j) row[j] *= inv;
+    std::fill(row + visible, row + n_keys, 0.0f);
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, n_keys, 1.0f, s, n_keys, V, D, 0.0f,
+              o + size_t(t0) * C, C);
+}
+}  // namespace
+
+size_t attention_scratch_floats(int T, int pos0, int n_threads) {
+  return size_t(std::max(n_threads, 1)) * size_t(std::min(T, kQueryBlock)) * size_t(pos0 + T);
+}
+
+void attention(float* out, const float* qkv, const float* k_cache, const float* v_cache, int ctx, int T, int pos0,
+               int H, int D, float* scores, int n_threads_scratch) {
+  const int C = H * D;
+  const int n_blocks = (T + kQueryBlock - 1) / kQueryBlock, n_items = H * n_blocks;
+  const size_t per_thread = size_t(std::min(T, kQueryBlock)) * (pos0 + T);
+  const size_t work = size_t(H) * T * (pos0 + T) * D;
+  // One (head, block) item per thread; OpenBLAS runs single-threaded inside the parallel region.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads_scratch) if (work >= kParallelMin)
+  for (int item = 0; item < n_items; ++item) {
+    const int h = item / n_blocks, b = item % n_blocks;
+    const int t0 = b * kQueryBlock, t1 = std::min(T, t0 + kQueryBlock);
+    attend_block(out + h * D, qkv + h * D, k_cache + size_t(h) * ctx * D, v_cache + size_t(h) * ctx * D, t0, t1, pos0,
+                 C, D, scores + size_t(omp_get_thread_num()) * per_thread);
   }
 }
 

@@ -30,10 +30,12 @@ void add_inplace(float* x, const float* y, size_t n);
 void kv_write(float* k_cache, float* v_cache, int ctx, const float* qkv, int T, int pos0, int H, int D);
 
 // Causal attention of one sequence's T new tokens (positions pos0 .. pos0+T-1) over the cache
-// positions [0, pos0 + t] for token t, scaled by 1/sqrt(D), softmax in fp32.
+// positions [0, pos0 + t] for token t, scaled by 1/sqrt(D), softmax in fp32. Per head and block of
+// query rows it is two GEMMs (Q K^T, then P V) around a masked softmax, so a prefill runs at GEMM speed.
 // q from qkv [T, 3C] (first C columns), caches [H][ctx][D], out [T, C] (heads concatenated).
-// `scores` is scratch of at least (pos0 + T) floats per thread.
+// `scores` is scratch of attention_scratch_floats(T, pos0, n_threads_scratch) floats.
 void attention(float* out, const float* qkv, const float* k_cache, const float* v_cache, int ctx,
                int T, int pos0, int H, int D, float* scores, int n_threads_scratch);
+size_t attention_scratch_floats(int T, int pos0, int n_threads);
 
 }  // namespace gen::cpu
