@@ -3,7 +3,7 @@
 # The CUDA Toolkit is not installed here: the build uses it when nvcc is found (GEN_CUDA=AUTO).
 # python3-matplotlib is for scripts/plot_latency.py (and its test), never for gen itself.
 set -euo pipefail
-pkgs=(cmake ninja-build g++ pkg-config python3 libcli11-dev nlohmann-json3-dev catch2 libopenblas-dev libopenblas-openmp-dev libpcre2-dev python3-matplotlib)
+pkgs=(cmake ninja-build g++ pkg-config python3 libcli11-dev nlohmann-json3-dev catch2 libopenblas-dev libopenblas-openmp-dev libpcre2-dev libdnnl-dev python3-matplotlib)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

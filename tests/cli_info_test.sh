@@ -51,7 +51,8 @@ j = json.loads(lines[0])
 assert j["config"] == {"n_layer": 48, "n_head": 25, "n_embd": 1600, "head_dim": 64, "n_positions": 1024,
                        "vocab_size": 50257}, j["config"]
 assert j["params"] == 1557611200
-assert j["weight_bytes"] == {"fp32": 6230444800, "fp16": 3115222400, "bf16": 3115222400}
+# int8: 1554971200 matrix codes + 4 x 741457 scales + 4 x 2640000 fp32 others
+assert j["weight_bytes"] == {"fp32": 6230444800, "fp16": 3115222400, "bf16": 3115222400, "int8": 1568497028}
 assert j["context"] == 4096 and j["batch"] == 8 and j["dtype"] == "fp16"
 assert j["context_beyond_n_positions"] is True and len(j["warnings"]) == 1
 kv = j["kv_cache"]

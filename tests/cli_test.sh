@@ -25,6 +25,7 @@ if sys.argv[3] == "1":
     assert a["prompt_tokens"] == [15496, 995], a["prompt_tokens"]
 assert len(a["tokens"]) == 12 and a["finish_reason"] == "length"
 assert a["use_cache"] is True and b["use_cache"] is False
+assert a["dtype"] == "fp32", a["dtype"]  # the CPU's default
 assert a["tokens"] == b["tokens"], (a["tokens"], b["tokens"])
 assert a["text"] == b["text"]
 PY
@@ -119,6 +120,15 @@ expect_error 2 "excludes" -- --model "$M" "${P[@]}" --use-cache --no-cache
 expect_error 2 "required" -- --model "$M"
 expect_error 2 "frobnicate" -- --model "$M" "${P[@]}" --frobnicate
 expect_error 2 "not supported on the CPU" -- --model "$M" "${P[@]}" --device cpu --dtype fp16
+# int8 is the CPU's: refused for cuda by name, whether or not a GPU is there.
+expect_error 2 "--dtype int8 is not supported on cuda yet" -- --model "$M" "${P[@]}" --device cuda --dtype int8
+# bf16 and int8 on the CPU: the JSON and the summary say which dtype ran.
+for dt in bf16 int8; do
+  "$GEN" --model "$M" "${P[@]}" -n 3 --device cpu --dtype $dt --json >"$tmp/out" 2>"$tmp/err" \
+    && grep -q "\"dtype\":\"$dt\"" "$tmp/out" && ok || bad "--dtype $dt json: $(cat "$tmp/err")"
+  "$GEN" --model "$M" "${P[@]}" -n 3 --device cpu --dtype $dt >/dev/null 2>"$tmp/err" \
+    && grep -q "^\[gen\] device cpu ($dt), KV cache" "$tmp/err" && ok || bad "--dtype $dt summary: $(cat "$tmp/err")"
+done
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
   expect_error 2 "--device cuda: " -- --model "$M" "${P[@]}" --device cuda
   # auto falls back to the CPU with a note on stderr and still answers.

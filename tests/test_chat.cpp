@@ -34,6 +34,7 @@ class ScriptedBackend : public Backend {
     cfg_.eos_token_id = 319;
   }
   std::string name() const override { return "scripted"; }
+  std::string dtype() const override { return "fp32"; }
   const ModelConfig& config() const override { return cfg_; }
   void reserve(int) override {}
 

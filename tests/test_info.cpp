@@ -159,6 +159,8 @@ TEST_CASE("info: the JSON object carries every number", "[info]") {
   CHECK(j["params"] == 1557611200);
   CHECK(j["weight_bytes"]["fp32"] == 6230444800u);
   CHECK(j["weight_bytes"]["bf16"] == 3115222400u);
+  // 48 x 12 x 1600^2 + 50257 x 1600 int8 codes, 48 x 9 x 1600 + 50257 fp32 scales, the other 2640000 fp32.
+  CHECK(j["weight_bytes"]["int8"] == 1554971200u + 4u * 741457u + 4u * 2640000u);
   CHECK(j["context"] == 4096);
   CHECK(j["batch"] == 8);
   CHECK(j["context_beyond_n_positions"] == true);

@@ -31,7 +31,8 @@ struct DrawParams {
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual std::string name() const = 0;  // "cpu" or "cuda"
+  virtual std::string name() const = 0;   // "cpu" or "cuda"
+  virtual std::string dtype() const = 0;  // the weights' dtype it computes with: "fp32", "bf16", ...
   virtual const ModelConfig& config() const = 0;
   // A cache for `slots` sequences of up to `max_ctx` (1..n_positions) positions, allocated now, never
   // grown. Throws InputError for a bad shape.

@@ -33,9 +33,11 @@ size_t host_memory_available();
 size_t parse_mem_available(const std::string& meminfo_text);
 // "auto" | "cpu" | "cuda". auto falls back to the CPU and sets `note`; cuda without a usable GPU
 // throws with the reason.
-// A dtype other than fp32 on the CPU is refused here, before any slow load.
+// The dtype is checked for the chosen device here, before any slow load: the CPU runs fp32, bf16 and
+// int8; CUDA fp32, fp16 and bf16. auto with --dtype int8 takes the CPU (a note says so when a GPU is
+// there).
 Device choose_device(const std::string& requested, std::string* note, const std::string& dtype = "");
-// dtype: "" (the device's default: fp32 on the CPU, fp16 on CUDA), "fp32", "fp16", "bf16".
+// dtype: "" (the device's default: fp32 on the CPU, fp16 on CUDA) or one the device runs.
 std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads,
                                       const std::string& dtype = "");
 

@@ -126,7 +126,7 @@ class Emitter {
   Emitter(const BatchContext& ctx, BatchOutput* file) : ctx_(ctx), file_(file) {}
   void result(const PromptSpec& p, const GenResult& r) {
     if (file_ || ctx_.opt.json) {
-      put_json(p.index, result_json(RunInfo{p.index, p.text, ctx_.device, ctx_.opt.gen.use_cache, ""}, r));
+      put_json(p.index, result_json(RunInfo{p.index, p.text, ctx_.device, ctx_.backend.dtype(), ctx_.opt.gen.use_cache, ""}, r));
     } else {
       put_stdout(p.index, p.text + r.text + "\n\n");
     }

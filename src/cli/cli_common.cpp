@@ -38,8 +38,8 @@ void check_generation_flags(const GenOptions& g, int threads, int min_new_tokens
 
 void add_device_flags(CLI::App& app, std::string* device, std::string* dtype, int* threads) {
   app.add_option("--device", *device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--dtype", *dtype, "compute dtype: fp32 | fp16 | bf16 (CPU: fp32 only)")
-      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  app.add_option("--dtype", *dtype, "weight dtype: CPU fp32 (default) | bf16 | int8; CUDA fp16 (default) | fp32 | bf16")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16", "int8"}));
   app.add_option("--threads", *threads, "CPU threads (0: all cores)");
 }
 

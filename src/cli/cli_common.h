@@ -16,7 +16,7 @@ enum class Parsed { run, help, version };
 // "error: <what> (usage: <usage> --help)", so they become one InputError. On `help`, *help_text holds it.
 Parsed parse_cli(CLI::App& app, int argc, const char* const* argv, const std::string& usage, std::string* help_text);
 
-// --device auto|cpu|cuda, --dtype fp32|fp16|bf16, --threads N.
+// --device auto|cpu|cuda, --dtype fp32|fp16|bf16|int8, --threads N.
 void add_device_flags(CLI::App& app, std::string* device, std::string* dtype, int* threads);
 
 // Throws InputError "<flag> <value> is out of range: <what>" unless lo <= value <= hi (NaN fails).

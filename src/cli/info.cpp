@@ -102,6 +102,12 @@ InfoReport make_info_report(ModelSource src, int ctx, int batch, const std::stri
   r.params = c.n_params();
   r.weight_bytes_fp32 = mul(uint64_t(r.params), 4);
   r.weight_bytes_16 = mul(uint64_t(r.params), 2);
+  {
+    const uint64_t C = uint64_t(c.n_embd), L = uint64_t(c.n_layer), V = uint64_t(c.vocab_size);
+    const uint64_t matrix = add(mul(L, mul(12, mul(C, C))), mul(V, C));  // qkv, proj, fc, fc-proj, LM head
+    const uint64_t scales = add(mul(L, mul(9, C)), V);                  // one per output column
+    r.weight_bytes_int8 = add(add(matrix, mul(scales, 4)), mul(uint64_t(r.params) - matrix, 4));
+  }
   r.kv.push_back(kv_bytes(c, ctx, batch, dtype));
   if (dtype != "fp32") r.kv.push_back(kv_bytes(c, ctx, batch, "fp32"));
   if (ctx > c.n_positions) {
@@ -137,7 +143,7 @@ std::string info_text(const InfoReport& r) {
     << c.head_dim() << ", n_positions " << c.n_positions << ", vocab " << c.vocab_size << "\n";
   o << "parameters  " << digits(uint64_t(r.params)) << "  (LM head tied to wte, counted once)\n";
   o << "weights     fp32 " << bytes(r.weight_bytes_fp32) << "   fp16 " << bytes(r.weight_bytes_16) << "   bf16 "
-    << bytes(r.weight_bytes_16) << "\n";
+    << bytes(r.weight_bytes_16) << "   int8 (CPU) " << bytes(r.weight_bytes_int8) << "\n";
   for (const auto& w : r.warnings) o << "warning: " << w << "\n";
   o << "\nKV cache at context " << r.ctx << ", batch " << r.batch
     << ": 2 (K and V) x batch x context x layers x heads x head_dim x bytes\n";
@@ -182,7 +188,10 @@ std::string info_json(const InfoReport& r) {
                  {"n_embd", c.n_embd},           {"head_dim", c.head_dim()},
                  {"n_positions", c.n_positions}, {"vocab_size", c.vocab_size}};
   j["params"] = r.params;
-  j["weight_bytes"] = {{"fp32", r.weight_bytes_fp32}, {"fp16", r.weight_bytes_16}, {"bf16", r.weight_bytes_16}};
+  j["weight_bytes"] = {{"fp32", r.weight_bytes_fp32},
+                       {"fp16", r.weight_bytes_16},
+                       {"bf16", r.weight_bytes_16},
+                       {"int8", r.weight_bytes_int8}};
   j["context"] = r.ctx;
   j["batch"] = r.batch;
   j["dtype"] = r.dtype;

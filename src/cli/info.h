@@ -53,6 +53,9 @@ struct InfoReport {
   std::string dtype;  // the CUDA dtype the GPU fit is computed at
   int64_t params = 0;
   uint64_t weight_bytes_fp32 = 0, weight_bytes_16 = 0;  // fp16 and bf16 are both 2 bytes
+  // The CPU's int8: the layers' matrices and the tied LM head as int8 codes with one fp32 scale per
+  // output column, the embeddings' positions, layer norms and biases fp32 (what a decode step reads).
+  uint64_t weight_bytes_int8 = 0;
   std::vector<KvBytes> kv;  // `dtype` first, then fp32 when `dtype` is not fp32
   std::vector<std::string> warnings;
   GpuMemory gpu;

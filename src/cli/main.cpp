@@ -53,7 +53,8 @@ int run_single(const gen::Options& opt, gen::Generator& generator, const std::ve
 
 // --compare: the same prompt with the cache, then without; one table (or one JSON object).
 int run_compare(const gen::Options& opt, gen::Generator& generator, const std::vector<int>& ids,
-                const std::string& prompt, const std::string& device, gen::TraceWriter* trace) {
+                const std::string& prompt, const std::string& device, const std::string& dtype,
+                gen::TraceWriter* trace) {
   gen::CompareRun runs[2];
   for (int i = 0; i < 2; ++i) {
     gen::GenOptions o = opt.gen;
@@ -70,7 +71,7 @@ int run_compare(const gen::Options& opt, gen::Generator& generator, const std::v
   }
   if (trace) trace->close();
   if (opt.json) {
-    std::cout << gen::compare_json(runs[0], runs[1], prompt, device) << "\n" << std::flush;
+    std::cout << gen::compare_json(runs[0], runs[1], prompt, device, dtype) << "\n" << std::flush;
   } else {
     std::cout << "\n" << gen::compare_table(runs[0], runs[1], device) << std::flush;
   }
@@ -123,9 +124,9 @@ int run(int argc, char** argv) {
   const std::vector<int> ids = generator.encode_prompt(prompt, ctx);
   if (!note.empty()) std::cerr << note << "\n";  // after every input check: an error stays one line
   gen::install_sigint();
-  const int rc = opt.compare ? run_compare(opt, generator, ids, prompt, gen::device_name(device), trace.get())
+  const int rc = opt.compare ? run_compare(opt, generator, ids, prompt, gen::device_name(device), backend->dtype(), trace.get())
                              : run_single(opt, generator, ids, prompt,
-                                          gen::RunInfo{0, prompt, gen::device_name(device), opt.gen.use_cache,
+                                          gen::RunInfo{0, prompt, gen::device_name(device), backend->dtype(), opt.gen.use_cache,
                                                        backend->memory_summary()},
                                           load_ms, trace.get());
   gen::restore_sigint();

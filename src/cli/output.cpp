@@ -17,6 +17,7 @@ nlohmann::json result_object(const RunInfo& info, const GenResult& r) {
       {"finish_reason", r.finish_reason},
       {"use_cache", info.use_cache},
       {"device", info.device},
+      {"dtype", info.dtype},
       {"timing",
        {{"load_ms", t.load_ms},
         {"prefill_ms", t.prefill_ms},
@@ -43,12 +44,12 @@ std::string timing_summary(const RunInfo& info, const GenResult& r) {
   const Timing& t = r.timing;
   char buf[1024];
   std::snprintf(buf, sizeof buf,
-                "\n[gen] device %s, %s, finish: %s\n"
+                "\n[gen] device %s (%s), %s, finish: %s\n"
                 "[gen] load     %9.1f ms\n"
                 "[gen] prefill  %9.1f ms  %5d tokens  %9.1f tok/s\n"
                 "[gen] decode   %9.1f ms  %5d tokens  %9.3f ms/token  %9.1f tok/s\n"
                 "[gen] total    %9.1f ms  (time to first token %.1f ms)\n",
-                info.device.c_str(), info.use_cache ? "KV cache" : "no cache (full recompute each step)",
+                info.device.c_str(), info.dtype.c_str(), info.use_cache ? "KV cache" : "no cache (full recompute each step)",
                 r.finish_reason.c_str(), t.load_ms, t.prefill_ms, t.prefill_tokens, t.prefill_tokens_per_s(),
                 t.decode_ms, t.decode_steps, t.decode_steps ? t.decode_ms / t.decode_steps : 0.0,
                 t.decode_tokens_per_s(), t.total_ms, t.ttft_ms);

@@ -11,6 +11,7 @@ struct RunInfo {
   int index = 0;
   std::string prompt;
   std::string device;
+  std::string dtype;  // the backend's dtype(): "fp32", "bf16", "int8", "fp16"
   bool use_cache = true;
   std::string memory;  // the backend's memory_summary(), printed when not empty
 };

@@ -89,9 +89,9 @@ std::string compare_table(const CompareRun& c, const CompareRun& u, const std::s
 }
 
 std::string compare_json(const CompareRun& c, const CompareRun& u, const std::string& prompt,
-                         const std::string& device) {
+                         const std::string& device, const std::string& dtype) {
   auto side = [&](const CompareRun& r, bool use_cache) {
-    nlohmann::json j = result_object(RunInfo{0, prompt, device, use_cache, ""}, r.result);
+    nlohmann::json j = result_object(RunInfo{0, prompt, device, dtype, use_cache, ""}, r.result);
     j.erase("prompt");
     j.erase("index");
     j["decode_ms_per_token_first_tenth"] = r.first_tenth_ms();

@@ -38,6 +38,6 @@ struct CompareRun {
 // The table (for stdout) and the JSON object holding both runs.
 std::string compare_table(const CompareRun& cached, const CompareRun& uncached, const std::string& device);
 std::string compare_json(const CompareRun& cached, const CompareRun& uncached, const std::string& prompt,
-                         const std::string& device);
+                         const std::string& device, const std::string& dtype);
 
 }  // namespace gen

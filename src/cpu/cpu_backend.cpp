@@ -18,10 +18,20 @@ CpuKVCache::CpuKVCache(const ModelConfig& cfg, int slots, int max_ctx)
       k_(size_t(cfg.n_layer) * slots * max_ctx * cfg.n_embd),
       v_(size_t(cfg.n_layer) * slots * max_ctx * cfg.n_embd) {}
 
-CpuBackend::CpuBackend(std::shared_ptr<const Weights> weights, int threads)
-    : w_(std::move(weights)), threads_(threads > 0 ? threads : omp_get_num_procs()) {
+namespace {
+cpu::Linear conv1d(const float* w, int in, int out, cpu::Precision dt) { return cpu::Linear({w, in, out, false}, dt); }
+}  // namespace
+
+CpuBackend::CpuBackend(std::shared_ptr<const Weights> weights, int threads, cpu::Precision dtype)
+    : w_(std::move(weights)), threads_(threads > 0 ? threads : omp_get_num_procs()), dtype_(dtype),
+      lm_head_({w_->wte, w_->cfg.n_embd, w_->cfg.vocab_size, true}, dtype) {
   omp_set_num_threads(threads_);
   openblas_set_num_threads(threads_);
+  const int C = w_->cfg.n_embd;
+  for (const LayerWeights& L : w_->layers) {
+    linears_.push_back({conv1d(L.qkv_w, C, 3 * C, dtype), conv1d(L.proj_w, C, C, dtype),
+                        conv1d(L.fc_w, C, 4 * C, dtype), conv1d(L.fcproj_w, 4 * C, C, dtype)});
+  }
 }
 
 namespace {
@@ -67,9 +77,10 @@ void CpuBackend::reserve(int T) {
 void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int T) {
   const auto& c = w_->cfg;
   const auto& L = w_->layers[l];
+  LayerLinears& M = linears_[l];
   const int C = c.n_embd, H = c.n_head, D = c.head_dim();
   cpu::layernorm(ln_.data(), x_.data(), L.ln1_w, L.ln1_b, T, C, c.layer_norm_epsilon);
-  cpu::matmul(qkv_.data(), ln_.data(), L.qkv_w, L.qkv_b, T, C, 3 * C);
+  M.qkv.apply(qkv_.data(), ln_.data(), L.qkv_b, T);
   for (size_t i = 0; i < batch.size(); ++i) {
     const auto& s = batch[i];
     const int n = int(s.tokens.size()), r0 = row0_[i];
@@ -81,12 +92,12 @@ void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVC
     cpu::kv_write(K, V, ctx, qkv, n, s.pos0, H, D);
     cpu::attention(att_.data() + size_t(r0) * C, qkv, K, V, ctx, n, s.pos0, H, D, scores_.data(), threads_);
   }
-  cpu::matmul(tmp_.data(), att_.data(), L.proj_w, L.proj_b, T, C, C);
+  M.proj.apply(tmp_.data(), att_.data(), L.proj_b, T);
   cpu::add_inplace(x_.data(), tmp_.data(), size_t(T) * C);
   cpu::layernorm(ln_.data(), x_.data(), L.ln2_w, L.ln2_b, T, C, c.layer_norm_epsilon);
-  cpu::matmul(mlp_.data(), ln_.data(), L.fc_w, L.fc_b, T, C, 4 * C);
+  M.fc.apply(mlp_.data(), ln_.data(), L.fc_b, T);
   cpu::gelu_inplace(mlp_.data(), size_t(T) * 4 * C);
-  cpu::matmul(tmp_.data(), mlp_.data(), L.fcproj_w, L.fcproj_b, T, 4 * C, C);
+  M.fcproj.apply(tmp_.data(), mlp_.data(), L.fcproj_b, T);
   cpu::add_inplace(x_.data(), tmp_.data(), size_t(T) * C);
 }
 
@@ -109,7 +120,7 @@ void CpuBackend::compute(const std::vector<SeqInput>& batch, KVCache* cache, flo
   for (int l = 0; l < c.n_layer; ++l) layer_forward(l, batch, cpu_cache, T);
   if (all_rows) {  // every row through ln_f and the LM head: last_ holds T rows (reserve(T))
     cpu::layernorm(last_.data(), x_.data(), w_->lnf_w, w_->lnf_b, T, C, c.layer_norm_epsilon);
-    cpu::matmul_transposed(logits_out, last_.data(), w_->wte, T, C, c.vocab_size);
+    lm_head_.apply(logits_out, last_.data(), nullptr, T);
   } else {
     // Only the last position of each sequence reaches ln_f and the LM head.
     for (int i = 0; i < B; ++i) {
@@ -117,7 +128,7 @@ void CpuBackend::compute(const std::vector<SeqInput>& batch, KVCache* cache, flo
       cpu::layernorm(last_.data() + size_t(i) * C, x_.data() + size_t(last) * C, w_->lnf_w, w_->lnf_b, 1, C,
                      c.layer_norm_epsilon);
     }
-    cpu::matmul_transposed(logits_out, last_.data(), w_->wte, B, C, c.vocab_size);
+    lm_head_.apply(logits_out, last_.data(), nullptr, B);
   }
 }
 

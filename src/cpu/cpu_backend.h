@@ -3,6 +3,7 @@
 #include <memory>
 #include <vector>
 
+#include "cpu/linear.h"
 #include "gen/backend.h"
 #include "model/weights.h"
 
@@ -25,9 +26,10 @@ class CpuKVCache : public KVCache {
 
 class CpuBackend : public Backend {
  public:
-  // `threads` <= 0: all cores.
-  CpuBackend(std::shared_ptr<const Weights> weights, int threads);
+  // `threads` <= 0: all cores. The matrices are converted to `dtype` here, once.
+  CpuBackend(std::shared_ptr<const Weights> weights, int threads, cpu::Precision dtype = cpu::Precision::fp32);
   std::string name() const override { return "cpu"; }
+  std::string dtype() const override { return cpu::dtype_name(dtype_); }
   const ModelConfig& config() const override { return w_->cfg; }
   void reserve(int max_tokens) override;
 
@@ -39,8 +41,16 @@ class CpuBackend : public Backend {
  private:
   void layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int T);
 
+  // A layer's four matrices in the run's dtype (fp32: views of the Weights themselves).
+  struct LayerLinears {
+    cpu::Linear qkv, proj, fc, fcproj;
+  };
+
   std::shared_ptr<const Weights> w_;
   int threads_;
+  cpu::Precision dtype_;
+  std::vector<LayerLinears> linears_;  // [n_layer]
+  cpu::Linear lm_head_;                // the tied wte [V, C], as x @ wte^T
   int reserved_ = 0;  // tokens the scratch holds
   // Scratch, T = rows: the new tokens of the whole batch:
   std::vector<float> x_;       // [T, C]   residual stream

@@ -7,6 +7,7 @@
 #include <cublas_v2.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "cuda/activations.h"
 #include "cuda/cuda_common.h"
@@ -43,6 +44,11 @@ cudaDataType_t cuda_type<__nv_bfloat16>() {
   return CUDA_R_16BF;
 }
 
+template <typename Elem>
+const char* dtype_name() {
+  return std::is_same_v<Elem, float> ? "fp32" : std::is_same_v<Elem, __half> ? "fp16" : "bf16";
+}
+
 constexpr size_t kBlasWorkspace = 32u << 20;
 
 template <typename Elem>
@@ -51,6 +57,7 @@ class CudaBackend final : public Backend {
   CudaBackend(std::shared_ptr<const Weights> w, ComputeDType dt);
   ~CudaBackend() override;
   std::string name() const override { return "cuda"; }
+  std::string dtype() const override { return dtype_name<Elem>(); }
   const ModelConfig& config() const override { return host_->cfg; }
   // Rows for max_tokens; the batch dimension (logits [B, V]) grows with the first batch that needs it.
   void reserve(int max_tokens) override { act_.reserve(max_tokens, 1, graphs_); }

@@ -118,16 +118,34 @@ Device choose_device_only(const std::string& requested, std::string* note) {
 }
 }  // namespace
 
-Device choose_device(const std::string& requested, std::string* note, const std::string& dtype) {
-  const Device d = choose_device_only(requested, note);
-  if (d == Device::cpu && !dtype.empty() && dtype != "fp32") {
-    throw InputError("--dtype " + dtype + " is not supported on the CPU (it computes in fp32)", "--dtype");
+namespace {
+// The dtype on a device, checked: "" is the device's default (fp32 on the CPU, fp16 on CUDA).
+void check_dtype(Device d, const std::string& dtype) {
+  if (d == Device::cpu) {
+    cpu::parse_dtype(dtype);
+  } else if (dtype == "int8") {
+    throw InputError("--dtype int8 is not supported on cuda yet (fp32, fp16 or bf16 there; int8 runs on the CPU)",
+                     "--dtype");
   }
+}
+}  // namespace
+
+Device choose_device(const std::string& requested, std::string* note, const std::string& dtype) {
+  // int8 is a CPU dtype for now: auto takes the CPU for it rather than fail on a GPU.
+  if (requested == "auto" && dtype == "int8") {
+    std::string why;
+    if (cuda_available(&why) && note) *note = "note: --dtype int8 runs on the CPU only; running on the CPU";
+    return Device::cpu;
+  }
+  if (requested == "cuda") check_dtype(Device::cuda, dtype);  // a dtype CUDA lacks, before asking for a GPU
+  const Device d = choose_device_only(requested, note);
+  check_dtype(d, dtype);
   return d;
 }
 
 std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads,
                                       const std::string& dtype) {
+  check_dtype(d, dtype);
   if (d == Device::cuda) {
 #ifdef GEN_WITH_CUDA
     return make_cuda_backend(std::move(weights), parse_compute_dtype(dtype));
@@ -135,10 +153,7 @@ std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> w
     throw Error("gen was built without CUDA");  // choose_device() has already refused
 #endif
   }
-  if (!dtype.empty() && dtype != "fp32") {
-    throw InputError("--dtype " + dtype + " is not supported on the CPU (it computes in fp32)", "--dtype");
-  }
-  return std::make_unique<CpuBackend>(std::move(weights), threads);
+  return std::make_unique<CpuBackend>(std::move(weights), threads, cpu::parse_dtype(dtype));
 }
 
 }  // namespace gen
