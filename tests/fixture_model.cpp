@@ -28,4 +28,10 @@ Fixture load_fixture(const std::string& name) {
   return f;
 }
 
+std::shared_ptr<const Weights> make_random_weights(const std::string& dir, const MakeModelSpec& spec) {
+  make_random_model(dir, spec);
+  SafeTensors st(dir + "/model.safetensors");
+  return std::make_shared<Weights>(Weights::load(st, ModelConfig::load(dir + "/config.json")));
+}
+
 }  // namespace gen::test

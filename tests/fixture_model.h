@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gen/config.h"
+#include "model/model_maker.h"
 #include "model/weights.h"
 
 namespace gen::test {
@@ -20,6 +21,9 @@ struct Fixture {
 };
 
 Fixture load_fixture(const std::string& name);
+
+// A random checkpoint made in `dir` by the model maker, loaded as the backends load one.
+std::shared_ptr<const Weights> make_random_weights(const std::string& dir, const MakeModelSpec& spec);
 inline const char* const kFixtureNames[] = {"tiny-f32", "tiny-f16", "tiny-bf16", "tiny-noprefix"};
 
 }  // namespace gen::test

@@ -12,9 +12,6 @@
 #include "fixture_model.h"
 #include "gen/error.h"
 #include "gen/perplexity.h"
-#include "model/model_maker.h"
-#include "model/safetensors.h"
-#include "model/weights.h"
 #include "random_inputs.h"
 #include "test_util.h"
 
@@ -111,9 +108,7 @@ TEST_CASE("The CPU backend in bf16 and int8 stays near fp32: logits and perplexi
   spec.cfg.vocab_size = 1000;
   spec.cfg.eos_token_id = 999;
   spec.init_std = 0.05f;
-  make_random_model(dir.path(), spec);
-  SafeTensors st(dir / "model.safetensors");
-  auto w = std::make_shared<Weights>(Weights::load(st, ModelConfig::load(dir / "config.json")));
+  const auto w = make_random_weights(dir.path(), spec);
   const std::vector<int> ids = random_ids(64, 1000, 5u);
   CpuBackend ref(w, 2, Precision::fp32);
   const int V = 1000;

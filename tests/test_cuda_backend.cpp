@@ -32,10 +32,7 @@ std::shared_ptr<const Weights> gpt2_like(const TempDir& dir) {
   spec.cfg.n_positions = 1100;
   spec.cfg.vocab_size = 50257;
   spec.init_std = 0.05f;
-  make_random_model(dir.path(), spec);
-  ModelConfig cfg = ModelConfig::load(dir / "config.json");
-  SafeTensors st(dir / "model.safetensors");
-  return std::make_shared<Weights>(Weights::load(st, cfg));
+  return make_random_weights(dir.path(), spec);
 }
 
 }  // namespace
