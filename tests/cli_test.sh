@@ -129,6 +129,13 @@ for dt in bf16 int8; do
   "$GEN" --model "$M" "${P[@]}" -n 3 --device cpu --dtype $dt >/dev/null 2>"$tmp/err" \
     && grep -q "^\[gen\] device cpu ($dt), KV cache" "$tmp/err" && ok || bad "--dtype $dt summary: $(cat "$tmp/err")"
 done
+# GEN_CPU_PLAIN=1 forces the plain loops: int8's integer sums are exact both ways, so the tokens agree.
+for plain in 0 1; do
+  GEN_CPU_PLAIN=$plain "$GEN" --model "$M" "${P[@]}" -n 8 --temperature 0 --ignore-eos --device cpu --dtype int8 --json \
+    2>"$tmp/err" | python3 -c "import json,sys; print(json.loads(sys.stdin.readline())['tokens'])" >"$tmp/int8.$plain" \
+    || bad "int8 GEN_CPU_PLAIN=$plain: $(cat "$tmp/err")"
+done
+[ -s "$tmp/int8.0" ] && cmp -s "$tmp/int8.0" "$tmp/int8.1" && ok || bad "int8 plain and oneDNN tokens differ: $(cat "$tmp/int8.0" "$tmp/int8.1")"
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
   expect_error 2 "--device cuda: " -- --model "$M" "${P[@]}" --device cuda
   # auto falls back to the CPU with a note on stderr and still answers.

@@ -1,6 +1,6 @@
-// The CPU's bf16 and int8 matrices (cpu/linear.h), oneDNN's kernels and the plain loop alike, against
-// float64 sums of the very rounded or quantized values they multiply, at awkward row counts and GPT-2's
-// widths; then whole models in bf16 and int8 against fp32: logits and perplexity.
+// The CPU's fp32, bf16 and int8 matrices (cpu/linear.h), oneDNN's kernels and the plain paths alike,
+// against float64 sums of the very rounded or quantized values they multiply, at awkward row counts and
+// GPT-2's widths; then whole models in bf16 and int8 against fp32: logits and perplexity.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -33,12 +33,18 @@ std::vector<float> reference(const std::vector<float>& x, const cpu::WeightView&
   for (int n = 0; n < N; ++n) {
     for (int k = 0; k < K; ++k) col[k] = at(k, n);
     if (dt == Precision::int8) wscale[n] = cpu::quantize_row(col.data(), K, q.data());
-    for (int k = 0; k < K; ++k) ws[size_t(n) * K + k] = dt == Precision::int8 ? q[k] : cpu::from_bf16(cpu::to_bf16(col[k]));
+    for (int k = 0; k < K; ++k)
+      ws[size_t(n) * K + k] = dt == Precision::int8   ? q[k]
+                              : dt == Precision::bf16 ? cpu::from_bf16(cpu::to_bf16(col[k]))
+                                                      : col[k];
   }
   for (int t = 0; t < T; ++t) {
     const float* row = &x[size_t(t) * K];
     if (dt == Precision::int8) xscale[t] = cpu::quantize_row(row, K, q.data());
-    for (int k = 0; k < K; ++k) xs[size_t(t) * K + k] = dt == Precision::int8 ? q[k] : cpu::from_bf16(cpu::to_bf16(row[k]));
+    for (int k = 0; k < K; ++k)
+      xs[size_t(t) * K + k] = dt == Precision::int8   ? q[k]
+                              : dt == Precision::bf16 ? cpu::from_bf16(cpu::to_bf16(row[k]))
+                                                      : row[k];
   }
   std::vector<float> out(size_t(T) * N);
   for (int t = 0; t < T; ++t)
@@ -68,8 +74,9 @@ void check_linear(int T, int K, int N, bool transposed, Precision dt, bool plain
 
 }  // namespace
 
-TEST_CASE("bf16 and int8 matrices equal float64 sums of their rounded values, at awkward sizes", "[linear]") {
-  for (Precision dt : {Precision::bf16, Precision::int8}) {
+TEST_CASE("fp32, bf16 and int8 matrices equal float64 sums of their rounded values, at awkward sizes",
+          "[linear]") {
+  for (Precision dt : {Precision::fp32, Precision::bf16, Precision::int8}) {
     for (bool plain : {false, true}) {
       for (int T : {1, 31, 64, 1000, 1025}) check_linear(T, 768, T >= 1000 ? 40 : 300, false, dt, plain, 10 + T);
       for (int N : {768, 1024, 1280, 1600, 2304, 6400, 50257}) check_linear(3, 40, N, false, dt, plain, 20 + N);

@@ -93,10 +93,11 @@ struct Linear::Dnnl {
 };
 
 Linear::Linear(WeightView w, Precision dtype, bool plain) : w_(w), dtype_(dtype) {
-  if (dtype_ == Precision::fp32) return;
   const int K = w.K, N = w.N;
-  // The plain [N][K] copy in the run's dtype: the plain loop's weights and oneDNN's reorder source.
-  if (dtype_ == Precision::bf16) {
+  // The plain [N][K] copy in the run's dtype: the plain loop's weights and oneDNN's reorder source
+  // (fp32 reorders from the Weights themselves and its plain path is OpenBLAS on them).
+  if (dtype_ == Precision::fp32) {
+  } else if (dtype_ == Precision::bf16) {
     w16_.resize(size_t(N) * K);
 #pragma omp parallel for if (size_t(N) * K >= kParallelMin)
     for (int n = 0; n < N; ++n)
@@ -117,13 +118,18 @@ Linear::Linear(WeightView w, Precision dtype, bool plain) : w_(w), dtype_(dtype)
   using tag = dnnl::memory::format_tag;
   try {
     auto d = std::make_unique<Dnnl>();
-    const dt wdt = dtype_ == Precision::bf16 ? dt::bf16 : dt::s8;
+    const dt wdt = dtype_ == Precision::fp32 ? dt::f32 : dtype_ == Precision::bf16 ? dt::bf16 : dt::s8;
     d->src_dt = wdt;
     if (dtype_ == Precision::int8) d->attr.set_output_scales(1 << 1, scale_);  // per output column
     d->w_desc = d->pd(1, K, N, dnnl::memory::desc({K, N}, wdt, tag::any)).weights_desc();
-    // [N][K] is the {K, N} matrix in "ba" order.
+    // [N][K] is the {K, N} matrix in "ba" order; fp32 reads the Weights as they are stored.
     void* src = dtype_ == Precision::bf16 ? static_cast<void*>(w16_.data()) : static_cast<void*>(w8_.data());
-    dnnl::memory plain_w({{K, N}, wdt, tag::ba}, cpu_engine(), src);
+    tag order = tag::ba;
+    if (dtype_ == Precision::fp32) {
+      src = const_cast<float*>(w.data);
+      order = w.stored_transposed ? tag::ba : tag::ab;
+    }
+    dnnl::memory plain_w({{K, N}, wdt, order}, cpu_engine(), src);
     d->weights = dnnl::memory(d->w_desc, cpu_engine());
     dnnl::reorder(plain_w, d->weights).execute(d->stream, plain_w, d->weights);
     d->stream.wait();
@@ -146,9 +152,11 @@ size_t Linear::bytes() const {
 
 void Linear::apply(float* out, const float* x, const float* bias, int T) {
   const int K = w_.K, N = w_.N;
-  if (dtype_ == Precision::fp32) {
+  if (dtype_ == Precision::fp32 && plain_) {  // OpenBLAS on the Weights
     if (!w_.stored_transposed) return matmul(out, x, w_.data, bias, T, K, N);
     matmul_transposed(out, x, w_.data, T, K, N);
+  } else if (dtype_ == Precision::fp32) {
+    run_dnnl(out, const_cast<float*>(x), T);
   } else {
     const size_t n_in = size_t(T) * K;
     if (dtype_ == Precision::bf16) {
@@ -164,16 +172,10 @@ void Linear::apply(float* out, const float* x, const float* bias, int T) {
     if (plain_) {
       apply_plain(out, T);
     } else {
-      void* src = dtype_ == Precision::bf16 ? static_cast<void*>(x16_.data()) : static_cast<void*>(x8_.data());
-      using tag = dnnl::memory::format_tag;
-      dnnl::memory a({{T, K}, dnnl_->src_dt, tag::ab}, cpu_engine(), src);
-      dnnl::memory y({{T, N}, dnnl::memory::data_type::f32, tag::ab}, cpu_engine(), out);
-      dnnl_->for_rows(T, K, N).execute(dnnl_->stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, dnnl_->weights},
-                                                       {DNNL_ARG_DST, y}});
-      dnnl_->stream.wait();
+      run_dnnl(out, dtype_ == Precision::bf16 ? static_cast<void*>(x16_.data()) : static_cast<void*>(x8_.data()), T);
     }
   }
-  if (dtype_ == Precision::fp32 && !bias) return;
+  if (dtype_ == Precision::fp32 && plain_ && !bias) return;
   // int8: each row times its activation scale (the weights' scales are in already); then the bias.
   const bool rows = dtype_ == Precision::int8;
 #pragma omp parallel for if (size_t(T) * N >= kParallelMin)
@@ -185,6 +187,15 @@ void Linear::apply(float* out, const float* x, const float* bias, int T) {
     if (bias)
       for (int n = 0; n < N; ++n) o[n] += bias[n];
   }
+}
+
+void Linear::run_dnnl(float* out, void* src, int T) {
+  using tag = dnnl::memory::format_tag;
+  dnnl::memory a({{T, w_.K}, dnnl_->src_dt, tag::ab}, cpu_engine(), src);
+  dnnl::memory y({{T, w_.N}, dnnl::memory::data_type::f32, tag::ab}, cpu_engine(), out);
+  dnnl_->for_rows(T, w_.K, w_.N).execute(dnnl_->stream,
+                                         {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, dnnl_->weights}, {DNNL_ARG_DST, y}});
+  dnnl_->stream.wait();
 }
 
 void Linear::apply_plain(float* out, int T) {

@@ -1,8 +1,8 @@
-// One weight matrix of the CPU backend, held in the run's dtype: fp32 (the reference, OpenBLAS on the
-// Weights themselves), bf16 or int8 (converted once at load). bf16 and int8 run as oneDNN matmuls with
-// the weights reordered once into oneDNN's blocked layout (AVX512_BF16 / AVX512_VNNI kernels where the
-// CPU has them); where oneDNN has no kernel for the CPU, or GEN_CPU_PLAIN=1, a plain C++ loop does the
-// same arithmetic. Accumulation is fp32 in every path.
+// One weight matrix of the CPU backend, held in the run's dtype: fp32 (the default and the reference),
+// bf16 or int8 (converted once at load). Each runs as a oneDNN matmul with the weights reordered once
+// into oneDNN's blocked layout (AVX-512, AVX512_BF16 and AVX512_VNNI kernels where the CPU has them);
+// where oneDNN has no kernel for the CPU, or GEN_CPU_PLAIN=1, the plain path does the same arithmetic:
+// OpenBLAS on the Weights for fp32, a C++ loop for bf16 and int8. Accumulation is fp32 in every path.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -51,6 +51,7 @@ class Linear {
  private:
   struct Dnnl;
   void apply_plain(float* out, int T);
+  void run_dnnl(float* out, void* src, int T);  // src [T, K] in oneDNN's source dtype
   WeightView w_;
   Precision dtype_;
   bool plain_ = false;
