@@ -120,6 +120,14 @@ expect_error 2 "excludes" -- --model "$M" "${P[@]}" --use-cache --no-cache
 expect_error 2 "required" -- --model "$M"
 expect_error 2 "frobnicate" -- --model "$M" "${P[@]}" --frobnicate
 expect_error 2 "not supported on the CPU" -- --model "$M" "${P[@]}" --device cpu --dtype fp16
+# The environment cannot crash gen: a thread count libgomp cannot start (it crashed in the first
+# parallel region) is overridden before any parallel region; the tokens are those of a plain run.
+"$GEN" --model "$M" "${P[@]}" -n 4 --temperature 0 --json --device cpu 2>/dev/null | grep -o '"tokens":\[[^]]*\]' >"$tmp/t.plain"
+for v in 100000 0 abc; do
+  OMP_NUM_THREADS=$v OPENBLAS_NUM_THREADS=$v "$GEN" --model "$M" "${P[@]}" -n 4 --temperature 0 --json --device cpu \
+    2>"$tmp/err" | grep -o '"tokens":\[[^]]*\]' >"$tmp/t.env" && [ -s "$tmp/t.plain" ] && cmp -s "$tmp/t.plain" "$tmp/t.env" \
+    && ok || bad "OMP_NUM_THREADS=$v: $(tail -2 "$tmp/err")"
+done
 # int8 is the CPU's: refused for cuda by name, whether or not a GPU is there.
 expect_error 2 "--dtype int8 is not supported on cuda yet" -- --model "$M" "${P[@]}" --device cuda --dtype int8
 # bf16 and int8 on the CPU: the JSON and the summary say which dtype ran.

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "gen/device.h"
 #include "gen/error.h"
 #include "model/model_maker.h"
 
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   spec.dtype = dtype == "F16" ? gen::DType::F16 : dtype == "BF16" ? gen::DType::BF16 : gen::DType::F32;
   if (c.eos_token_id >= c.vocab_size) c.eos_token_id = c.vocab_size - 1;
   try {
+    gen::set_cpu_threads(0);  // not the environment's OMP_NUM_THREADS
     gen::ModelConfig::parse(gen::config_json(c), "gen-make-model flags");  // same checks as loading
     gen::make_random_model(out, spec);
   } catch (const std::exception& e) {

@@ -41,6 +41,11 @@ Device choose_device(const std::string& requested, std::string* note, const std:
 std::unique_ptr<Backend> make_backend(Device d, std::shared_ptr<const Weights> weights, int threads,
                                       const std::string& dtype = "");
 
+// Sets the CPU thread count of OpenMP and OpenBLAS (`requested` <= 0: the core count) and returns it.
+// main() calls it first, so that no parallel region ever runs with an environment's OMP_NUM_THREADS
+// (100000 of them crashed libgomp in the first region).
+int set_cpu_threads(int requested);
+
 // "1.50 MiB" style.
 std::string human_bytes(double bytes);
 

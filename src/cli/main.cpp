@@ -137,6 +137,7 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   try {
+    gen::set_cpu_threads(0);  // before any parallel region; --threads sets it again for the run
     return run(argc, argv);
   } catch (const gen::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

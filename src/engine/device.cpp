@@ -1,3 +1,5 @@
+#include <omp.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -15,6 +17,8 @@
 #include <cuda_runtime_api.h>
 #endif
 
+extern "C" void openblas_set_num_threads(int);
+
 namespace gen {
 
 std::string human_bytes(double b) {
@@ -27,6 +31,13 @@ std::string human_bytes(double b) {
   char buf[32];
   std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
   return buf;
+}
+
+int set_cpu_threads(int requested) {
+  const int n = requested > 0 ? requested : omp_get_num_procs();
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+  return n;
 }
 
 const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
