@@ -120,6 +120,15 @@ expect_error 2 "excludes" -- --model "$M" "${P[@]}" --use-cache --no-cache
 expect_error 2 "required" -- --model "$M"
 expect_error 2 "frobnicate" -- --model "$M" "${P[@]}" --frobnicate
 expect_error 2 "not supported on the CPU" -- --model "$M" "${P[@]}" --device cpu --dtype fp16
+# Integers are decimal only (CLI11 alone read 010 as eight and took 0x10), with the real bounds.
+"$GEN" --model "$M" "${P[@]}" -n 010 --ignore-eos --json --device cpu 2>"$tmp/err" |
+  python3 -c "import json,sys; assert len(json.loads(sys.stdin.readline())['tokens']) == 10" && ok || bad "-n 010 is ten: $(cat "$tmp/err")"
+expect_error 2 "--max-new-tokens: must be a decimal integer, got '0x10'" -- --model "$M" "${P[@]}" -n 0x10
+expect_error 2 "--seed: must be a decimal integer >= 0, got '-1'" -- --model "$M" "${P[@]}" --seed -1
+expect_error 2 "--seed: must be 0..18446744073709551615, got 18446744073709551616" -- --model "$M" "${P[@]}" --seed 18446744073709551616
+expect_error 2 "--threads: must be a decimal integer, got ''" -- --model "$M" "${P[@]}" --threads ""
+expect_error 2 "--context: must be a decimal integer, got '0x20'" -- perplexity --model "$M" --file /dev/null --context 0x20
+"$GEN" --model "$M" "${P[@]}" -n 2 --seed 18446744073709551615 --json --device cpu >/dev/null 2>"$tmp/err" && ok || bad "--seed 2^64-1: $(cat "$tmp/err")"
 # The environment cannot crash gen: a thread count libgomp cannot start (it crashed in the first
 # parallel region) is overridden before any parallel region; the tokens are those of a plain run.
 "$GEN" --model "$M" "${P[@]}" -n 4 --temperature 0 --json --device cpu 2>/dev/null | grep -o '"tokens":\[[^]]*\]' >"$tmp/t.plain"

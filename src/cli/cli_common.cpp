@@ -36,11 +36,30 @@ void check_generation_flags(const GenOptions& g, int threads, int min_new_tokens
   require_range("--ctx", g.max_ctx, 0, 1 << 20, "must be >= 0 (0: the model's n_positions)");
 }
 
+CLI::Validator decimal(bool negative, bool uint64) {
+  return CLI::Validator(
+      [negative, uint64](std::string& s) -> std::string {
+        const size_t sign = negative && !s.empty() && s[0] == '-' ? 1 : 0;
+        if (s.size() == sign || s.find_first_not_of("0123456789", sign) != std::string::npos) {
+          return std::string("must be a decimal integer") + (negative ? "" : " >= 0") + ", got '" + s + "'";
+        }
+        size_t digits = s.find_first_not_of('0', sign);
+        if (digits == std::string::npos) digits = s.size() - 1;  // all zeros: keep one
+        s = s.substr(0, sign) + s.substr(digits);
+        const std::string max = "18446744073709551615";
+        if (uint64 && (s.size() > max.size() || (s.size() == max.size() && s > max))) {
+          return "must be 0.." + max + ", got " + s;
+        }
+        return "";
+      },
+      negative ? "INT" : "UINT");
+}
+
 void add_device_flags(CLI::App& app, std::string* device, std::string* dtype, int* threads) {
   app.add_option("--device", *device, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--dtype", *dtype, "weight dtype: CPU fp32 (default) | bf16 | int8; CUDA fp16 (default) | fp32 | bf16")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16", "int8"}));
-  app.add_option("--threads", *threads, "CPU threads (0: all cores)");
+  app.add_option("--threads", *threads, "CPU threads (0: all cores)")->transform(decimal(true));
 }
 
 }  // namespace gen

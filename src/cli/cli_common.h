@@ -29,6 +29,11 @@ void require_range(const char* flag, T value, T lo, T hi, const char* what) {
   }
 }
 
+// Integer flags are decimal: CLI11 alone reads "010" as eight and accepts "0x10". This transform
+// refuses anything but an optional '-' (when `negative`) and digits, and drops leading zeros. An
+// unsigned 64-bit flag (--seed) also gets its upper bound checked here, where the text still is exact.
+CLI::Validator decimal(bool negative, bool uint64 = false);
+
 // The ranges of -n (from min_new_tokens), --temperature, --top-k, --top-p, --ctx and --threads.
 void check_generation_flags(const GenOptions& g, int threads, int min_new_tokens, const char* new_tokens_rule);
 

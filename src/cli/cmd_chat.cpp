@@ -51,15 +51,16 @@ ChatCli parse(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   app.add_option("--model", o.model,
                  "model directory, or gpt2 | gpt2-medium | gpt2-large | gpt2-xl (models/NAME)");
-  app.add_option("-n,--max-new-tokens", g.max_new_tokens, "tokens per reply at most");
+  app.add_option("-n,--max-new-tokens", g.max_new_tokens, "tokens per reply at most")->transform(decimal(true));
   app.add_option("--temperature", g.sampling.temperature, "0: greedy (argmax)");
-  app.add_option("--top-k", g.sampling.top_k, "keep the K most likely tokens (0: off)");
+  app.add_option("--top-k", g.sampling.top_k, "keep the K most likely tokens (0: off)")->transform(decimal(true));
   app.add_option("--top-p", g.sampling.top_p, "keep the smallest set of tokens with mass >= P (1: off)");
-  app.add_option("--seed", g.seed, "sampling seed (every reply draws with it)");
+  app.add_option("--seed", g.seed, "sampling seed (every reply draws with it)")->transform(decimal(false, true));
   auto* uc = app.add_flag("--use-cache", g.use_cache, "keep the KV cache across turns (default)");
   auto* nc = app.add_flag("!--no-cache", g.use_cache, "recompute the whole conversation every step");
   uc->excludes(nc);
-  app.add_option("--ctx", g.max_ctx, "context length (0: n_positions); the oldest turns are dropped to fit");
+  app.add_option("--ctx", g.max_ctx, "context length (0: n_positions); the oldest turns are dropped to fit")
+      ->transform(decimal(true));
   app.add_option("--system", o.chat.system, "text that starts the conversation");
   app.add_option("--user-prefix", o.chat.user_prefix, "put before each user line");
   app.add_option("--bot-prefix", o.chat.bot_prefix, "put after each user line; the reply follows it");

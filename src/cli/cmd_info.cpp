@@ -19,8 +19,9 @@ int run_info(int argc, char** argv) {
                "gen info"};
   app.option_defaults()->always_capture_default();
   app.add_option("--model", model, "model directory (its config.json), or gpt2 | gpt2-medium | gpt2-large | gpt2-xl");
-  auto* ctx_opt = app.add_option("--ctx", ctx, "context per sequence (default: the model's n_positions)");
-  app.add_option("--batch,--batch-size", batch, "sequences in the batch");
+  auto* ctx_opt = app.add_option("--ctx", ctx, "context per sequence (default: the model's n_positions)")
+                      ->transform(decimal(true));
+  app.add_option("--batch,--batch-size", batch, "sequences in the batch")->transform(decimal(true));
   app.add_option("--dtype", dtype, "KV cache and GPU weight dtype: fp32 | fp16 | bf16 (fp32 is shown too)");
   app.add_flag("--json", json, "one JSON object on stdout");
   std::string help;

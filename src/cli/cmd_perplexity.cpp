@@ -40,7 +40,8 @@ PplOptions parse(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--file", o.file, "UTF-8 text to score")->required();
   auto* ctx =
-      app.add_option("--context", o.context, "window length in tokens, 2..n_positions (default n_positions)");
+      app.add_option("--context", o.context, "window length in tokens, 2..n_positions (default n_positions)")
+          ->transform(decimal(true));
   add_device_flags(app, &o.device, &o.dtype, &o.threads);
   app.add_flag("--json", o.json, R"(one line {"ppl", "nll", "tokens_scored", "windows", ...} on stdout)");
   if (parse_cli(app, argc, argv, "gen perplexity", &o.help_text) == Parsed::help) {

@@ -41,25 +41,27 @@ Options parse_options(int argc, const char* const* argv) {
   p->excludes(pf);
   p->excludes(pm);
   pf->excludes(pm);
-  app.add_option("--batch-size", o.batch_size, "prompts decoded together (continuous batching)");
+  app.add_option("--batch-size", o.batch_size, "prompts decoded together (continuous batching)")
+      ->transform(decimal(true));
   app.add_option("--output", o.output, "append each finished prompt's JSON line to FILE");
   app.add_flag("--resume", o.resume, "skip the prompts whose index is already in --output");
   auto* cmp = app.add_flag("--compare", o.compare, "run with and without the KV cache and compare");
   app.add_option("--trace", o.trace, "write one CSV row per step (mode,step,context,batch,step_ms)");
   app.add_option("--stop", o.gen.stop_strings, "stop when the generated text contains STR (repeatable)")
       ->allow_extra_args(false);
-  app.add_option("-n,--max-new-tokens", o.gen.max_new_tokens, "tokens to generate");
+  app.add_option("-n,--max-new-tokens", o.gen.max_new_tokens, "tokens to generate")->transform(decimal(true));
   app.add_option("--temperature", o.gen.sampling.temperature, "0: greedy (argmax)");
-  app.add_option("--top-k", o.gen.sampling.top_k, "keep the K most likely tokens (0: off)");
+  app.add_option("--top-k", o.gen.sampling.top_k, "keep the K most likely tokens (0: off)")->transform(decimal(true));
   app.add_option("--top-p", o.gen.sampling.top_p, "keep the smallest set of tokens with mass >= P (1: off)");
-  app.add_option("--seed", o.gen.seed, "sampling seed: the same seed gives the same text");
+  app.add_option("--seed", o.gen.seed, "sampling seed: the same seed gives the same text (0..2^64-1)")
+      ->transform(decimal(false, true));
   auto* uc = app.add_flag("--use-cache", o.gen.use_cache, "use the KV cache (default)");
   auto* nc = app.add_flag("!--no-cache", o.gen.use_cache, "recompute the whole sequence every step");
   uc->excludes(nc);
   cmp->excludes(uc);  // --compare runs both modes itself
   cmp->excludes(nc);
   app.add_flag("--ignore-eos", o.gen.ignore_eos, "do not stop at <|endoftext|>");
-  app.add_option("--ctx", o.gen.max_ctx, "context length for the KV cache (0: n_positions)");
+  app.add_option("--ctx", o.gen.max_ctx, "context length for the KV cache (0: n_positions)")->transform(decimal(true));
   add_device_flags(app, &o.device, &o.dtype, &o.threads);
   app.add_flag("--json", o.json, "one JSON object per prompt on stdout");
   switch (parse_cli(app, argc, argv, "gen", &o.help_text)) {
