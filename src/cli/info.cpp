@@ -102,12 +102,10 @@ InfoReport make_info_report(ModelSource src, int ctx, int batch, const std::stri
   r.params = c.n_params();
   r.weight_bytes_fp32 = mul(uint64_t(r.params), 4);
   r.weight_bytes_16 = mul(uint64_t(r.params), 2);
-  {
-    const uint64_t C = uint64_t(c.n_embd), L = uint64_t(c.n_layer), V = uint64_t(c.vocab_size);
-    const uint64_t matrix = add(mul(L, mul(12, mul(C, C))), mul(V, C));  // qkv, proj, fc, fc-proj, LM head
-    const uint64_t scales = add(mul(L, mul(9, C)), V);                  // one per output column
-    r.weight_bytes_int8 = add(add(matrix, mul(scales, 4)), mul(uint64_t(r.params) - matrix, 4));
-  }
+  const uint64_t C = uint64_t(c.n_embd), L = uint64_t(c.n_layer), V = uint64_t(c.vocab_size);
+  const uint64_t matrix = add(mul(L, mul(12, mul(C, C))), mul(V, C));  // qkv, proj, fc, fc-proj, LM head
+  const uint64_t scales = add(mul(L, mul(9, C)), V);                  // one per output column
+  r.weight_bytes_int8 = add(add(matrix, mul(scales, 4)), mul(uint64_t(r.params) - matrix, 4));
   r.kv.push_back(kv_bytes(c, ctx, batch, dtype));
   if (dtype != "fp32") r.kv.push_back(kv_bytes(c, ctx, batch, "fp32"));
   if (ctx > c.n_positions) {
@@ -118,7 +116,9 @@ InfoReport make_info_report(ModelSource src, int ctx, int batch, const std::stri
   r.gpu_fit.weights = dtype == "fp32" ? r.weight_bytes_fp32 : r.weight_bytes_16;
   r.gpu_fit.kv = r.kv.front().batch;
   r.gpu_fit.need = add(r.gpu_fit.weights, r.gpu_fit.kv);
-  r.host_fit.weights = r.weight_bytes_fp32;  // the CPU backend holds fp32 weights and an fp32 cache
+  // The CPU backend at its default fp32 holds the fp32 checkpoint and oneDNN's fp32 copy of the matrices
+  // (docs/decisions.md, "CPU bf16 and int8"), and an fp32 cache.
+  r.host_fit.weights = add(r.weight_bytes_fp32, mul(matrix, 4));
   r.host_fit.kv = r.kv.back().batch;         // fp32 is last whatever `dtype` is
   r.host_fit.need = add(r.host_fit.weights, r.host_fit.kv);
   r.src = std::move(src);
