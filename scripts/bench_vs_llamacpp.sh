@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# gen against llama.cpp on the CPU, on the same random GPT-2 124M checkpoint, in interleaved rounds:
-# decode at batch 1 (128 tokens after a short prompt) and a 512-token prefill, for gen fp32 / bf16 /
-# int8 beside llama.cpp F32 / BF16 / Q8_0. Prints the medians and gen's ratio to llama.cpp.
+# gen against llama.cpp and Hugging Face on the CPU, on the same random GPT-2 124M checkpoint, in
+# interleaved rounds: decode at batch 1 (128 tokens after a short prompt) and a 512-token prefill, for
+# gen fp32 / bf16 / int8 beside llama.cpp F32 / BF16 / Q8_0 and transformers fp32 / bf16. Prints the
+# medians and gen's ratio to each peer.
 #   scripts/bench_vs_llamacpp.sh [ROUNDS]        (default 5; THREADS=2, WORK=build/peer-llamacpp)
 # For a machine with PyPI: llama.cpp's source is the sdist of llama-cpp-python==0.3.36
 # (vendor/llama.cpp), built CPU-only under $WORK with its GGUF converter's Python deps (torch,
@@ -68,6 +69,25 @@ for t in json.load(sys.stdin):
     kind = 'prefill' if t['n_prompt'] else 'decode'
     print('llama.cpp\t$fmt\t' + kind + '\t' + str(t['avg_ts']))" >>"$out"
   done
+  for dt in fp32 bf16; do  # Hugging Face: generate() for decode, one forward for the prefill
+    "$venv/bin/python" - "$model" "$dt" "$threads" >>"$out" <<'PY'
+import sys, time, torch
+from transformers import GPT2LMHeadModel
+torch.set_num_threads(int(sys.argv[3]))
+dt = torch.float32 if sys.argv[2] == "fp32" else torch.bfloat16
+m = GPT2LMHeadModel.from_pretrained(sys.argv[1], dtype=dt).eval()
+with torch.no_grad():
+    ids = torch.tensor([[464, 2106, 286, 262, 1748]])  # "The history of the city"
+    t = time.perf_counter()
+    m.generate(ids, max_new_tokens=128, min_new_tokens=128, do_sample=False, pad_token_id=50256)
+    dec = 128 / (time.perf_counter() - t)
+    p = torch.randint(0, 50257, (1, 512), generator=torch.Generator().manual_seed(1))
+    t = time.perf_counter()
+    m(p)
+    pre = 512 / (time.perf_counter() - t)
+print(f"hf\t{sys.argv[2]}\tdecode\t{dec}\nhf\t{sys.argv[2]}\tprefill\t{pre}")
+PY
+  done
   echo "round $r of $rounds done" >&2
 done
 python3 - "$out" <<'PY'
@@ -77,10 +97,11 @@ med = {}
 for engine, fmt, kind, v in rows:
     med.setdefault((engine, fmt, kind), []).append(float(v))
 med = {k: statistics.median(v) for k, v in med.items()}
-print("| gen | tok/s | llama.cpp | tok/s | gen / llama.cpp |")
+print("| gen | tok/s | peer | tok/s | gen / peer |")
 print("| --- | --- | --- | --- | --- |")
 for kind in ("decode", "prefill"):
-    for g, l in (("fp32", "f32"), ("bf16", "bf16"), ("int8", "q8_0")):
-        a, b = med[("gen", g, kind)], med[("llama.cpp", l, kind)]
-        print(f"| {g} {kind} | {a:.1f} | {l.upper()} {kind} | {b:.1f} | {a / b:.2f} |")
+    for g, engine, l in (("fp32", "llama.cpp", "f32"), ("bf16", "llama.cpp", "bf16"), ("int8", "llama.cpp", "q8_0"),
+                         ("fp32", "hf", "fp32"), ("bf16", "hf", "bf16")):
+        a, b = med[("gen", g, kind)], med[(engine, l, kind)]
+        print(f"| {g} {kind} | {a:.1f} | {engine} {l.upper()} | {b:.1f} | {a / b:.2f} |")
 PY
