@@ -120,6 +120,20 @@ expect_error 2 "excludes" -- --model "$M" "${P[@]}" --use-cache --no-cache
 expect_error 2 "required" -- --model "$M"
 expect_error 2 "frobnicate" -- --model "$M" "${P[@]}" --frobnicate
 expect_error 2 "not supported on the CPU" -- --model "$M" "${P[@]}" --device cpu --dtype fp16
+# Help lists the commands; gen help CMD is CMD --help; -p is --prompt; .ndjson and .JSONL are JSON lines.
+"$GEN" --help >"$tmp/out" 2>&1 && grep -q "gen chat" "$tmp/out" && grep -q "gen perplexity" "$tmp/out" \
+  && grep -q "gen info" "$tmp/out" && ok || bad "--help lists the commands"
+"$GEN" help chat >"$tmp/out" 2>&1 && grep -q "Usage: gen chat" "$tmp/out" && ok || bad "gen help chat: $(head -2 "$tmp/out")"
+"$GEN" help >"$tmp/out" 2>&1 && grep -q "Usage: gen \[OPTIONS\]" "$tmp/out" && ok || bad "gen help: $(head -2 "$tmp/out")"
+expect_error 2 "unknown command 'nope' \\(chat, perplexity, info\\)" -- help nope
+"$GEN" --model "$M" -p "Hello" -n 4 --temperature 0 --json --device cpu 2>/dev/null | grep -o '"tokens":\[[^]]*\]' >"$tmp/t.p"
+"$GEN" --model "$M" --prompt "Hello" -n 4 --temperature 0 --json --device cpu 2>/dev/null | grep -o '"tokens":\[[^]]*\]' >"$tmp/t.prompt"
+[ -s "$tmp/t.p" ] && cmp -s "$tmp/t.p" "$tmp/t.prompt" && ok || bad "-p is --prompt"
+for ext in ndjson JSONL; do
+  printf '{"prompt": "Hello"}\n' >"$tmp/p.$ext"
+  "$GEN" --model "$M" --prompts-file "$tmp/p.$ext" -n 2 --json --device cpu 2>"$tmp/err" | grep -q '"prompt":"Hello"' \
+    && ok || bad ".$ext is JSON lines: $(cat "$tmp/err")"
+done
 # Integers are decimal only (CLI11 alone read 010 as eight and took 0x10), with the real bounds.
 "$GEN" --model "$M" "${P[@]}" -n 010 --ignore-eos --json --device cpu 2>"$tmp/err" |
   python3 -c "import json,sys; assert len(json.loads(sys.stdin.readline())['tokens']) == 10" && ok || bad "-n 010 is ten: $(cat "$tmp/err")"

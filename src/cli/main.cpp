@@ -84,6 +84,20 @@ int run(int argc, char** argv) {
     if (cmd == "perplexity") return gen::run_perplexity(argc - 1, argv + 1);
     if (cmd == "info") return gen::run_info(argc - 1, argv + 1);
     if (cmd == "chat") return gen::run_chat(argc - 1, argv + 1);
+    if (cmd == "help" && argc > 2) {  // gen help CMD: CMD's own --help
+      const std::string sub = argv[2];
+      char help_flag[] = "--help";
+      char* sub_argv[] = {argv[2], help_flag, nullptr};
+      if (sub == "perplexity") return gen::run_perplexity(2, sub_argv);
+      if (sub == "info") return gen::run_info(2, sub_argv);
+      if (sub == "chat") return gen::run_chat(2, sub_argv);
+      throw gen::InputError("unknown command '" + sub + "' (chat, perplexity, info)", "gen help");
+    }
+    if (cmd == "help") {
+      char help_flag[] = "--help";
+      char* main_argv[] = {argv[0], help_flag, nullptr};
+      return run(2, main_argv);
+    }
   }
   gen::Options opt = gen::parse_options(argc, argv);
   if (opt.help) {

@@ -34,7 +34,13 @@ Options parse_options(int argc, const char* const* argv) {
   app.option_defaults()->always_capture_default();
   app.set_version_flag("--version", "gen 0.1.0");
   app.add_option("--model", o.model, "model directory, or gpt2 | gpt2-medium | gpt2-large | gpt2-xl (models/NAME)");
-  auto* p = app.add_option("--prompt", o.prompt, "prompt text");
+  app.footer(
+      "Commands:\n"
+      "  gen chat         a conversation on stdin, the KV cache kept across turns\n"
+      "  gen perplexity   perplexity of a text file\n"
+      "  gen info         memory a model needs (weights, KV cache) and whether it fits\n"
+      "  gen help CMD     a command's options (also: gen CMD --help)");
+  auto* p = app.add_option("-p,--prompt", o.prompt, "prompt text");
   auto* pf = app.add_option("--prompt-file", o.prompt_file, "read the prompt from FILE ('-': stdin)");
   auto* pm = app.add_option("--prompts-file", o.prompts_file,
                             "many prompts: one per line, or .jsonl {\"prompt\": ...} objects");

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -113,7 +114,11 @@ std::vector<PromptSpec> parse_prompts(const std::string& content, bool jsonl) {
 
 std::vector<PromptSpec> read_prompts_file(const std::string& path) {
   const std::string content = read_user_file(path, "prompts file");
-  const bool jsonl = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
+  // JSON lines by extension, in any case: .jsonl, .ndjson (.JSONL too).
+  const size_t dot = path.find_last_of('.'), slash = path.find_last_of('/');
+  std::string ext = dot != std::string::npos && (slash == std::string::npos || dot > slash) ? path.substr(dot) : "";
+  for (char& ch : ext) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  const bool jsonl = ext == ".jsonl" || ext == ".ndjson";
   std::vector<PromptSpec> prompts = parse_prompts(content, jsonl);
   if (prompts.empty()) throw InputError("no prompts in the file (blank lines are skipped)", path);
   return prompts;
