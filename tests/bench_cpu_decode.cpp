@@ -47,8 +47,8 @@ double copy_bandwidth(int threads) {
 // Bytes of weights one step reads: the layers' matrices and the tied LM head in the dtype (int8: plus
 // an fp32 scale per output column), everything else fp32.
 double weight_bytes(const gen::ModelConfig& c, gen::cpu::Precision p) {
-  const double C = c.n_embd, L = c.n_layer, V = c.vocab_size;
-  const double matrix = L * 12 * C * C + V * C, scales = L * 9 * C + V, rest = double(c.n_params()) - matrix;
+  const double matrix = double(c.matrix_params()), scales = double(c.matrix_columns());
+  const double rest = double(c.n_params()) - matrix;
   if (p == gen::cpu::Precision::fp32) return 4 * double(c.n_params());
   if (p == gen::cpu::Precision::bf16) return 2 * matrix + 4 * rest;
   return matrix + 4 * scales + 4 * rest;

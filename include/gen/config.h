@@ -18,6 +18,10 @@ struct ModelConfig {
   int head_dim() const { return n_embd / n_head; }  // D
   // Number of parameters (the LM head is tied to wte, so not counted twice).
   int64_t n_params() const;
+  // What the CPU's Linear layers hold: the layers' four matrices and the tied LM head (parameters), and
+  // their output columns (one int8 scale each). The rest of n_params() is embeddings, norms and biases.
+  int64_t matrix_params() const;
+  int64_t matrix_columns() const;
 
   // Parses and validates config.json text. `where` names the file in error messages.
   // Throws InputError on malformed JSON, missing, mistyped or absurd fields (zero or negative sizes,

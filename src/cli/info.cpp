@@ -102,9 +102,7 @@ InfoReport make_info_report(ModelSource src, int ctx, int batch, const std::stri
   r.params = c.n_params();
   r.weight_bytes_fp32 = mul(uint64_t(r.params), 4);
   r.weight_bytes_16 = mul(uint64_t(r.params), 2);
-  const uint64_t C = uint64_t(c.n_embd), L = uint64_t(c.n_layer), V = uint64_t(c.vocab_size);
-  const uint64_t matrix = add(mul(L, mul(12, mul(C, C))), mul(V, C));  // qkv, proj, fc, fc-proj, LM head
-  const uint64_t scales = add(mul(L, mul(9, C)), V);                  // one per output column
+  const uint64_t matrix = uint64_t(c.matrix_params()), scales = uint64_t(c.matrix_columns());
   r.weight_bytes_int8 = add(add(matrix, mul(scales, 4)), mul(uint64_t(r.params) - matrix, 4));
   r.kv.push_back(kv_bytes(c, ctx, batch, dtype));
   if (dtype != "fp32") r.kv.push_back(kv_bytes(c, ctx, batch, "fp32"));

@@ -10,11 +10,6 @@
 
 namespace gen::cpu {
 
-namespace {
-// Below this many elements a parallel region costs more than it saves.
-constexpr size_t kParallelMin = 1 << 14;
-}  // namespace
-
 void embed(float* out, const int* tokens, int T, int pos0, const float* wte, const float* wpe, int C) {
 #pragma omp parallel for if (size_t(T) * C >= kParallelMin)
   for (int t = 0; t < T; ++t) {

@@ -7,6 +7,9 @@
 
 namespace gen::cpu {
 
+// Below this many elements a parallel region costs more than it saves (every CPU op and cpu::Linear).
+constexpr size_t kParallelMin = 1 << 14;
+
 // out[t] = wte[tokens[t]] + wpe[pos0 + t]                      out [T, C]
 void embed(float* out, const int* tokens, int T, int pos0, const float* wte, const float* wpe, int C);
 

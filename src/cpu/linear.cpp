@@ -53,9 +53,6 @@ bool plain_forced() {
 }
 
 namespace {
-// Below this many elements a parallel region costs more than it saves.
-constexpr size_t kParallelMin = 1 << 14;
-
 dnnl::engine& cpu_engine() {
   static dnnl::engine e(dnnl::engine::kind::cpu, 0);
   return e;
@@ -96,13 +93,12 @@ Linear::Linear(WeightView w, Precision dtype, bool plain) : w_(w), dtype_(dtype)
   const int K = w.K, N = w.N;
   // The plain [N][K] copy in the run's dtype: the plain loop's weights and oneDNN's reorder source
   // (fp32 reorders from the Weights themselves and its plain path is OpenBLAS on them).
-  if (dtype_ == Precision::fp32) {
-  } else if (dtype_ == Precision::bf16) {
+  if (dtype_ == Precision::bf16) {
     w16_.resize(size_t(N) * K);
 #pragma omp parallel for if (size_t(N) * K >= kParallelMin)
     for (int n = 0; n < N; ++n)
       for (int k = 0; k < K; ++k) w16_[size_t(n) * K + k] = to_bf16(weight_at(w, k, n));
-  } else {
+  } else if (dtype_ == Precision::int8) {
     w8_.resize(size_t(N) * K);
     scale_.resize(N);
 #pragma omp parallel for if (size_t(N) * K >= kParallelMin)
@@ -145,11 +141,6 @@ Linear::~Linear() = default;
 Linear::Linear(Linear&&) noexcept = default;
 Linear& Linear::operator=(Linear&&) noexcept = default;
 
-size_t Linear::bytes() const {
-  const size_t n = size_t(w_.K) * w_.N;
-  return dtype_ == Precision::fp32 ? 4 * n : dtype_ == Precision::bf16 ? 2 * n : n + 4 * size_t(w_.N);
-}
-
 void Linear::apply(float* out, const float* x, const float* bias, int T) {
   const int K = w_.K, N = w_.N;
   if (dtype_ == Precision::fp32 && plain_) {  // OpenBLAS on the Weights
@@ -175,7 +166,7 @@ void Linear::apply(float* out, const float* x, const float* bias, int T) {
       run_dnnl(out, dtype_ == Precision::bf16 ? static_cast<void*>(x16_.data()) : static_cast<void*>(x8_.data()), T);
     }
   }
-  if (dtype_ == Precision::fp32 && plain_ && !bias) return;
+  if (dtype_ != Precision::int8 && !bias) return;  // nothing to add (OpenBLAS's fp32 added its bias)
   // int8: each row times its activation scale (the weights' scales are in already); then the bias.
   const bool rows = dtype_ == Precision::int8;
 #pragma omp parallel for if (size_t(T) * N >= kParallelMin)

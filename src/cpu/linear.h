@@ -46,7 +46,6 @@ class Linear {
   void apply(float* out, const float* x, const float* bias, int T);
   Precision dtype() const { return dtype_; }
   bool plain() const { return plain_; }  // the C++ loop, not oneDNN
-  size_t bytes() const;                  // the weight bytes this matrix holds in its dtype
 
  private:
   struct Dnnl;

@@ -159,6 +159,14 @@ int64_t ModelConfig::n_params() const {
   return checked_add(n, 2 * C);  // ln_f
 }
 
+int64_t ModelConfig::matrix_params() const {
+  const int64_t C = n_embd;
+  // c_attn C x 3C, attn c_proj C x C, c_fc C x 4C, mlp c_proj 4C x C; the LM head V x C.
+  return checked_add(checked_mul(int64_t(n_layer), checked_mul(12 * C, C)), checked_mul(int64_t(vocab_size), C));
+}
+
+int64_t ModelConfig::matrix_columns() const { return int64_t(n_layer) * 9 * n_embd + vocab_size; }
+
 ModelConfig ModelConfig::parse(const std::string& json_text, const std::string& where) {
   if (!detail::json_depth_within(json_text.data(), json_text.size(), kMaxJsonDepth)) throw InputError("config is nested too deeply", where);
   json j;
