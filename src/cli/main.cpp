@@ -78,20 +78,27 @@ int run_compare(const gen::Options& opt, gen::Generator& generator, const std::v
   return 0;
 }
 
+// The subcommands by name (argv from the command's name on); nullptr for any other word.
+using Command = int (*)(int, char**);
+Command find_command(const std::string& name) {
+  if (name == "perplexity") return gen::run_perplexity;
+  if (name == "info") return gen::run_info;
+  if (name == "chat") return gen::run_chat;
+  return nullptr;
+}
+
 int run(int argc, char** argv) {
   if (argc > 1) {
     const std::string cmd = argv[1];
-    if (cmd == "perplexity") return gen::run_perplexity(argc - 1, argv + 1);
-    if (cmd == "info") return gen::run_info(argc - 1, argv + 1);
-    if (cmd == "chat") return gen::run_chat(argc - 1, argv + 1);
+    if (Command command = find_command(cmd)) return command(argc - 1, argv + 1);
     if (cmd == "help" && argc > 2) {  // gen help CMD: CMD's own --help
-      const std::string sub = argv[2];
+      Command command = find_command(argv[2]);
+      if (!command) {
+        throw gen::InputError("unknown command '" + std::string(argv[2]) + "' (chat, perplexity, info)", "gen help");
+      }
       char help_flag[] = "--help";
       char* sub_argv[] = {argv[2], help_flag, nullptr};
-      if (sub == "perplexity") return gen::run_perplexity(2, sub_argv);
-      if (sub == "info") return gen::run_info(2, sub_argv);
-      if (sub == "chat") return gen::run_chat(2, sub_argv);
-      throw gen::InputError("unknown command '" + sub + "' (chat, perplexity, info)", "gen help");
+      return command(2, sub_argv);
     }
     if (cmd == "help") {
       char help_flag[] = "--help";

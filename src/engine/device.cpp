@@ -127,9 +127,7 @@ Device choose_device_only(const std::string& requested, std::string* note) {
   }
   throw InputError("--device must be auto, cpu or cuda (got '" + requested + "')", "--device");
 }
-}  // namespace
 
-namespace {
 // The dtype on a device, checked: "" is the device's default (fp32 on the CPU, fp16 on CUDA).
 void check_dtype(Device d, const std::string& dtype) {
   if (d == Device::cpu) {
@@ -144,8 +142,7 @@ void check_dtype(Device d, const std::string& dtype) {
 Device choose_device(const std::string& requested, std::string* note, const std::string& dtype) {
   // int8 is a CPU dtype for now: auto takes the CPU for it rather than fail on a GPU.
   if (requested == "auto" && dtype == "int8") {
-    std::string why;
-    if (cuda_available(&why) && note) *note = "note: --dtype int8 runs on the CPU only; running on the CPU";
+    if (cuda_available(nullptr) && note) *note = "note: --dtype int8 runs on the CPU only; running on the CPU";
     return Device::cpu;
   }
   if (requested == "cuda") check_dtype(Device::cuda, dtype);  // a dtype CUDA lacks, before asking for a GPU
