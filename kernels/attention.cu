@@ -370,7 +370,7 @@ void kv_write(CacheLayer<Elem> cache, const Elem* qkv, const int* row_slot, cons
   const int threads = 256;
   const unsigned blocks = static_cast<unsigned>(std::min<size_t>((total + threads - 1) / threads, 1u << 20));
   kv_write_kernel<Elem><<<blocks, threads, 0, stream>>>(cache, qkv, row_slot, row_pos, T, H, D);
-  CUDA_CHECK_LAUNCH("kv_write_kernel");
+  CUDA_CHECK_LAUNCH("kv_write_kernel", stream);
 }
 
 size_t attention_workspace_floats(int T, int H, int D, int max_splits) {
@@ -393,12 +393,12 @@ void attention(Elem* out, const Elem* qkv, CacheLayer<Elem> cache, const int* ro
   const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>(H), static_cast<unsigned>(splits));
   attention_kernel<Elem><<<grid, kThreads, 0, stream>>>(out, qkv, cache, row_slot, row_pos, H, D, G, q_scale,
                                                      ws.partial, ws.max_splits);
-  CUDA_CHECK_LAUNCH("attention_kernel");
+  CUDA_CHECK_LAUNCH("attention_kernel", stream);
   if (splits == 1) return;
   const dim3 merge_grid(static_cast<unsigned>(T), static_cast<unsigned>(H));
   attention_merge_kernel<Elem><<<merge_grid, kMergeThreads, 0, stream>>>(
       out, row_slot, row_pos, H, D, cache.max_ctx, splits, ws.partial, ws.max_splits);
-  CUDA_CHECK_LAUNCH("attention_merge_kernel");
+  CUDA_CHECK_LAUNCH("attention_merge_kernel", stream);
 }
 
 #define GEN_INSTANTIATE(Elem)                                                                              \

@@ -92,8 +92,11 @@ struct SampleParams {  // per sequence, on the device
   int step;            // index of the token being drawn (counter of the RNG)
 };
 
-// One token per sequence from logits fp32 [B, V] with the same algorithm as the CPU sampler
-// (gen::sample), so equal logits give equal tokens. out_tokens [B].
-void sample(int* out_tokens, const float* logits, const SampleParams* params, int B, int V, cudaStream_t stream);
+// One token per sequence from logits fp32 [B, ld] (ld 0: V) over ids [0, V) with the same algorithm as
+// the CPU sampler (gen::sample), so equal logits give equal tokens. out_tokens [B]. ld > V skips the
+// columns of a padded vocabulary. check_finite: a row with a NaN or Inf among its V logits gives -1
+// (the twin of gen::logits_finite before gen::sample).
+void sample(int* out_tokens, const float* logits, const SampleParams* params, int B, int V, cudaStream_t stream,
+            int ld = 0, bool check_finite = false);
 
 }  // namespace gen::cuda

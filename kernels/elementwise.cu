@@ -9,6 +9,8 @@
 // No launcher allocates or synchronizes, so all can be captured in a CUDA graph; T == 0 launches nothing.
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "cuda/cuda_common.h"
@@ -23,9 +25,10 @@ constexpr int kVec = 16 / int(sizeof(Elem));
 constexpr int kThreads = 256;
 constexpr size_t kMaxBlocks = 8192;  // grid-stride loops cover the rest
 constexpr int kLnThreads = 128;      // add_layernorm: one block per row
-// Its fp32 row copy (dynamic) plus red[] (static, 144 bytes as ptxas pads it) must fit together in the
-// 48 KB a block gets without an opt-in; 12288 floats alone would fill it. 256 bytes are left for red[].
-constexpr int kLnMaxC = 12288 - 64;
+// Its fp32 row copy (dynamic) plus red[] (static, 144 bytes as ptxas pads it): past 12224 floats that is
+// over the 48 KB a block gets by default, and the launcher opts in (allow_dynamic_smem). 16384 (65 KB)
+// fits every GPU since Volta (96 KB or more with the opt-in) and is 10x gpt2-xl's 1600.
+constexpr int kLnMaxC = 16384;
 
 __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
@@ -233,6 +236,30 @@ bool all_aligned16(const P*... p) {
 
 unsigned blocks_for(size_t work) { return unsigned(std::min((work + kThreads - 1) / kThreads, kMaxBlocks)); }
 
+// A launch of `kernel` with `bytes` of dynamic shared memory past what the kernel may use by default
+// (48 KB less its static shared memory) needs the kernel's opt-in; once set, the attribute stays. A size
+// past the device's opt-in limit is an Error naming the kernel, not a launch's "invalid argument".
+void allow_dynamic_smem(const void* kernel, size_t bytes, const char* name) {
+  static std::mutex mutex;
+  static std::map<const void*, size_t> allowed;  // kernel -> dynamic bytes known to launch
+  std::lock_guard<std::mutex> lock(mutex);
+  size_t& ok = allowed[kernel];
+  if (bytes <= ok) return;
+  cudaFuncAttributes a{};
+  CUDA_CHECK(cudaFuncGetAttributes(&a, kernel));
+  if (bytes > size_t(a.maxDynamicSharedSizeBytes)) {
+    int device = 0, optin = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    if (bytes + a.sharedSizeBytes > size_t(optin)) {
+      throw Error(std::string(name) + ": " + std::to_string(bytes + a.sharedSizeBytes) +
+                  " bytes of shared memory per block, the device allows " + std::to_string(optin));
+    }
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  }
+  ok = bytes;
+}
+
 }  // namespace
 
 // ---- launchers --------------------------------------------------------------------------------------------
@@ -245,7 +272,7 @@ void convert_from_f32(Elem* dst, const float* src, size_t n, cudaStream_t stream
   } else {
     convert_kernel<Elem, float, 1><<<blocks_for(n), kThreads, 0, stream>>>(dst, src, n);
   }
-  CUDA_CHECK_LAUNCH("convert_from_f32");
+  CUDA_CHECK_LAUNCH("convert_from_f32", stream);
 }
 
 template <typename Elem>
@@ -256,7 +283,7 @@ void convert_to_f32(float* dst, const Elem* src, size_t n, cudaStream_t stream) 
   } else {
     convert_kernel<float, Elem, 1><<<blocks_for(n), kThreads, 0, stream>>>(dst, src, n);
   }
-  CUDA_CHECK_LAUNCH("convert_to_f32");
+  CUDA_CHECK_LAUNCH("convert_to_f32", stream);
 }
 
 template <typename Elem>
@@ -271,7 +298,7 @@ void embed(Elem* out, const int* tokens, const int* positions, int T, const Elem
     embed_kernel<Elem, 1>
         <<<blocks_for(size_t(T) * C), kThreads, 0, stream>>>(out, tokens, positions, T, wte, wpe, C);
   }
-  CUDA_CHECK_LAUNCH("embed");
+  CUDA_CHECK_LAUNCH("embed", stream);
 }
 
 template <typename Elem>
@@ -284,11 +311,13 @@ void add_layernorm(Elem* x, const Elem* y, const Elem* bias, Elem* out, const El
   const size_t smem = size_t(C) * sizeof(float);
   constexpr int P = kVec<Elem>;
   if (C % P == 0 && all_aligned16(x, y, bias, out, w, b)) {
+    allow_dynamic_smem(reinterpret_cast<const void*>(&add_layernorm_kernel<Elem, P>), smem, "add_layernorm");
     add_layernorm_kernel<Elem, P><<<T, kLnThreads, smem, stream>>>(x, y, bias, out, w, b, C, eps);
   } else {
+    allow_dynamic_smem(reinterpret_cast<const void*>(&add_layernorm_kernel<Elem, 1>), smem, "add_layernorm");
     add_layernorm_kernel<Elem, 1><<<T, kLnThreads, smem, stream>>>(x, y, bias, out, w, b, C, eps);
   }
-  CUDA_CHECK_LAUNCH("add_layernorm");
+  CUDA_CHECK_LAUNCH("add_layernorm", stream);
 }
 
 template <typename Elem>
@@ -301,7 +330,7 @@ void bias_act(Elem* x, const Elem* bias, int T, int cols, bool gelu, cudaStream_
   } else {
     bias_act_kernel<Elem, 1><<<blocks_for(size_t(T) * cols), kThreads, 0, stream>>>(x, bias, T, cols, gelu);
   }
-  CUDA_CHECK_LAUNCH("bias_act");
+  CUDA_CHECK_LAUNCH("bias_act", stream);
 }
 
 template <typename Elem>
@@ -314,7 +343,7 @@ void add_bias_residual(Elem* x, const Elem* y, const Elem* bias, int T, int C, c
   } else {
     add_bias_residual_kernel<Elem, 1><<<blocks_for(size_t(T) * C), kThreads, 0, stream>>>(x, y, bias, T, C);
   }
-  CUDA_CHECK_LAUNCH("add_bias_residual");
+  CUDA_CHECK_LAUNCH("add_bias_residual", stream);
 }
 
 template <typename Elem>
@@ -326,7 +355,7 @@ void gather_rows(Elem* out, const Elem* x, const int* rows, int B, int C, cudaSt
   } else {
     gather_rows_kernel<Elem, 1><<<blocks_for(size_t(B) * C), kThreads, 0, stream>>>(out, x, rows, B, C);
   }
-  CUDA_CHECK_LAUNCH("gather_rows");
+  CUDA_CHECK_LAUNCH("gather_rows", stream);
 }
 
 // Explicit instantiations for the three storage dtypes.

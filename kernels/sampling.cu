@@ -136,17 +136,24 @@ __device__ int draw(const Row& row, uint32_t lo, uint64_t seed, int step, Shared
 }
 
 __global__ void __launch_bounds__(kBlock)
-    sample_kernel(int* out, const float* logits, const SampleParams* params, int V) {
+    sample_kernel(int* out, const float* logits, const SampleParams* params, int V, int ld, bool check_finite) {
   __shared__ Shared sh;
   const SampleParams p = params[blockIdx.x];
   const bool greedy = !(p.temperature > 0.0f);
-  const Row row{logits + size_t(blockIdx.x) * V, V, greedy ? 1.0f : p.temperature};
+  const Row row{logits + size_t(blockIdx.x) * ld, V, greedy ? 1.0f : p.temperature};
 
   float zmax = -INFINITY;
   int top = INT_MAX;
+  uint32_t worst = 0;  // the largest |logit|'s bits: Inf and NaN sort above every finite value
   for (int i = threadIdx.x; i < V; i += kBlock) {
-    const float z = row.z(i);
+    const float l = row.logits[i];
+    worst = max(worst, __float_as_uint(l) & 0x7fffffffu);
+    const float z = scaled_logit(l, row.T);
     if (better(z, i, zmax, top)) zmax = z, top = i;
+  }
+  if (check_finite && __syncthreads_or(worst >= 0x7f800000u)) {  // uniform: every thread returns
+    if (threadIdx.x == 0) out[blockIdx.x] = -1;
+    return;
   }
   block_best(zmax, top, sh);
   if (greedy) {  // uniform over the block: p is the block's
@@ -170,14 +177,16 @@ __global__ void __launch_bounds__(kBlock)
 
 }  // namespace
 
-void sample(int* out_tokens, const float* logits, const SampleParams* params, int B, int V,
-            cudaStream_t stream) {
+void sample(int* out_tokens, const float* logits, const SampleParams* params, int B, int V, cudaStream_t stream,
+            int ld, bool check_finite) {
   if (B <= 0) return;
   if (V <= 0 || V >= (1 << 24)) {  // counts are summed in fp32
     throw Error("cuda::sample: vocabulary size " + std::to_string(V) + " is outside 1 .. 2^24 - 1");
   }
-  sample_kernel<<<B, kBlock, 0, stream>>>(out_tokens, logits, params, V);
-  CUDA_CHECK_LAUNCH("sample");
+  if (ld == 0) ld = V;
+  if (ld < V) throw Error("cuda::sample: row stride " + std::to_string(ld) + " is below V " + std::to_string(V));
+  sample_kernel<<<B, kBlock, 0, stream>>>(out_tokens, logits, params, V, ld, check_finite);
+  CUDA_CHECK_LAUNCH("sample", stream);
 }
 
 }  // namespace gen::cuda

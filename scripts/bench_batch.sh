@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Batched generation against one prompt at a time: P prompts x N greedy tokens through --prompts-file at
 # --batch-size 1 and at --batch-size B, same model, same run. Prints aggregate tokens/s and the ratio.
+# In fp32 every prompt must get the same tokens at both batch sizes (exit 1 otherwise). In fp16/bf16 a
+# batch runs other GEMM kernels and attention splits, whose rounding (~1e-3) flips greedy near-ties
+# (1 step in ~500 on a random GPT-2 has a top-two gap under 1e-3): it reports how many prompts match
+# and the first step where one diverges, and does not fail on it.
 #   scripts/bench_batch.sh [--prompts P] [--tokens N] [--batch B] [--shape gpt2|small] [extra gen flags...]
 # Defaults: 16 prompts, 64 tokens, batch 16, the GPT-2 124M shape (random weights; speed does not
 # depend on their values). On a GPU: scripts/bench_batch.sh --prompts 64 --batch 64 --device cuda
@@ -49,15 +53,29 @@ out, B, P, N, shape = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.a
 def run(b):
     rows = [json.loads(l) for l in open(f"{out}/b{b}.jsonl")]
     m = re.search(r"(\d+) tokens in ([\d.]+) s = ([\d.]+) tok/s", open(f"{out}/err{b}").read())
-    return rows, int(m.group(1)), float(m.group(2)), float(m.group(3)), rows[0]["device"]
-r1, t1, s1, v1, dev = run(1)
-rb, tb, sb, vb, _ = run(B)
-same = [x["tokens"] for x in r1] == [x["tokens"] for x in rb]
-print(f"{P} prompts x {N} tokens, model {shape} shape (vocab 50257), device {dev}, {os.cpu_count()} CPU threads")
+    return rows, int(m.group(1)), float(m.group(2)), float(m.group(3)), rows[0]["device"], rows[0].get("dtype", "fp32")
+def first_divergence(a, b):  # the first step where two token lists differ (None: identical)
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+r1, t1, s1, v1, dev, dtype = run(1)
+rb, tb, sb, vb, _, _ = run(B)
+steps = [first_divergence(x["tokens"], y["tokens"]) for x, y in zip(r1, rb)]
+matching = sum(s is None for s in steps)
+same = matching == P and len(r1) == len(rb) == P
+exact = dtype == "fp32"
+print(f"{P} prompts x {N} tokens, model {shape} shape (vocab 50257), device {dev} {dtype}, {os.cpu_count()} CPU threads")
 print(f"{'batch':>6} {'tokens':>7} {'gen s':>8} {'tok/s':>9}")
 print(f"{1:>6} {t1:>7} {s1:>8.2f} {v1:>9.1f}")
 print(f"{B:>6} {tb:>7} {sb:>8.2f} {vb:>9.1f}")
 print(f"speed-up of batch {B} over batch 1 (aggregate tokens/s): {vb / v1:.2f}x")
-print(f"identical tokens per prompt: {same}")
-sys.exit(0 if same and t1 == tb == P * N else 1)
+if exact or same:
+    print(f"identical tokens per prompt: {same}" + ("" if exact else f" ({dtype}: not required)"))
+else:
+    first = min(s for s in steps if s is not None)
+    where = steps.index(first)
+    print(f"{dtype}: {matching}/{P} prompts identical at batch 1 and {B}; first divergence at step {first} "
+          f"(prompt {where}); identity is checked in fp32")
+sys.exit(0 if (same or not exact) and t1 == tb == P * N else 1)
 PY

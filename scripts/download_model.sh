@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Downloads a Hugging Face GPT-2 checkpoint into models/NAME/ at a pinned revision and checks each
 # file's size and sha256 where they are pinned. Usage: scripts/download_model.sh gpt2|gpt2-medium|gpt2-large|gpt2-xl
+# A failed run removes what it created (the files it fetched, and models/NAME if it made it), so it never
+# leaves a partial model behind; files that were there before are kept.
+# Env: GEN_MODELS_DIR (where models/ is, default the repo's; gen looks there first), GEN_DOWNLOAD_BASE
+# (default https://huggingface.co/openai-community: a mirror with the same layout).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 name=${1:-gpt2}
-base=https://huggingface.co/openai-community
+base=${GEN_DOWNLOAD_BASE:-https://huggingface.co/openai-community}
 # The tokenizer files are the same for all four sizes.
 declare -A size=([vocab.json]=1042301 [merges.txt]=456318)
 declare -A sha=([vocab.json]=196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783
@@ -26,16 +30,29 @@ case "$name" in
     exit 2
     ;;
 esac
-dest=$root/models/$name
+dest=${GEN_MODELS_DIR:-$root/models}/$name
+made_dir=0
+[ -d "$dest" ] || made_dir=1
 mkdir -p "$dest"
+created=()  # files this run made: removed, with the directory if it made it, unless the run succeeds
+cleanup() {
+  local rc=$?
+  [ "$rc" = 0 ] && return
+  for f in ${created[@]+"${created[@]}"}; do rm -f "$dest/$f"; done
+  rm -f "$dest/SHA256SUMS.tmp"
+  if [ "$made_dir" = 1 ]; then rmdir "$dest" 2>/dev/null || true; fi
+  echo "download: removed what this run created in $dest" >&2
+}
+trap cleanup EXIT
 for f in config.json vocab.json merges.txt model.safetensors; do
   if [ ! -f "$dest/$f" ]; then
     echo "download: $name/$f @ $rev" >&2
+    created+=("$f.part")
     if ! curl -fsSL --retry 3 --connect-timeout 20 -o "$dest/$f.part" "$base/$name/resolve/$rev/$f"; then
-      rm -f "$dest/$f.part"
       echo "error: could not fetch $base/$name/resolve/$rev/$f" >&2
       exit 1
     fi
+    created+=("$f")
     mv "$dest/$f.part" "$dest/$f"
   fi
   got_size=$(stat -c %s "$dest/$f")

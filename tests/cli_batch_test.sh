@@ -171,7 +171,7 @@ expect_error 2 "different prompt" -- --model "$M" --prompts-file "$tmp/prompts.t
 expect_error 2 "no prompts in the file" -- --model "$M" --prompts-file /dev/null
 expect_error 2 "cannot read prompts file" -- --model "$M" --prompts-file "$tmp/none.txt"
 expect_error 2 "cannot read prompts file: it is a directory" -- --model "$M" --prompts-file "$tmp"
-expect_error 2 "--batch-size 0 is out of range" -- --model "$M" --prompts-file "$tmp/prompts.txt" --batch-size 0
+expect_error 2 "^error: --batch-size 0 is out of range: must be in 1..4096 \\(--batch-size\\)$" -- --model "$M" --prompts-file "$tmp/prompts.txt" --batch-size 0
 expect_error 2 "excludes" -- --model "$M" --prompt hi --prompts-file "$tmp/prompts.txt"
 expect_error 2 "--compare takes one prompt" -- --model "$M" --prompts-file "$tmp/prompts.txt" --compare
 expect_error 2 "excludes" -- --model "$M" --prompt hi --compare --no-cache

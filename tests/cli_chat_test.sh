@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `gen chat` through the real binary: three piped turns whose stderr summaries show the KV cache
 # reused on turns 2 and 3 with the exact counts, --no-cache giving the same replies, the context
-# trimmed, Ctrl-C, and one-line errors for bad lines (the chat goes on) and bad flags (exit 2).
+# trimmed, Ctrl-C (stops a reply, the chat goes on; at the prompt it ends the chat), and one-line errors
+# for bad lines (the chat goes on, exit 3) and bad flags (exit 2).
 # Env: GEN (the gen binary), MAKE_MODEL (gen-make-model). GEN_TOKENIZER_DIR overrides the tokenizer.
 set -u
 source "$(dirname "$0")/cli_lib.sh"
@@ -82,27 +83,27 @@ again=$(sed -E 's/.*prefilling ([0-9]+) tokens.*/\1/' <<<"$line")
   && [ "$(field 3 reused)" -lt $((S + P1)) ] && [ "$(wc -l <"$tmp/out")" = 3 ] && ok \
   || bad "context trimming: $(cat "$tmp/err")"
 
-# ---- bad lines: one error line for that turn, the chat goes on -----------------------------------
+# ---- bad lines: one error line for that turn, the chat goes on, and exits 3 (as a batch does) --------
 printf 'Hi\nok \xc3\x28 bad\nBye\n' | "${CHAT[@]}" >"$tmp/out" 2>"$tmp/err"
 rc=$?
-[ $rc = 0 ] && grep -qx 'error: invalid UTF-8 at byte 3 (stdin line 2)' "$tmp/err" \
+[ $rc = 3 ] && grep -qx 'error: invalid UTF-8 at byte 3 (stdin line 2)' "$tmp/err" \
   && [ "$(grep -c '^error: ' "$tmp/err")" = 1 ] && grep -q '^\[chat\] turn 2: ' "$tmp/err" \
   && ! grep -q '^\[chat\] turn 3' "$tmp/err" && [ "$(wc -l <"$tmp/out")" = 2 ] && ok \
   || bad "invalid UTF-8 line: exit $rc $(cat "$tmp/err")"
 long=$(printf 'word %.0s' $(seq 1 40))
 printf '%s\nHi\n' "$long" | "${CHAT[@]}" --ctx 24 >"$tmp/out" 2>"$tmp/err"
 rc=$?
-[ $rc = 0 ] && grep -qE '^error: the line takes [0-9]+ tokens: no room for a reply in the context of 24 \(stdin line 1\)$' "$tmp/err" \
+[ $rc = 3 ] && grep -qE '^error: the line takes [0-9]+ tokens: no room for a reply in the context of 24 \(stdin line 1\)$' "$tmp/err" \
   && grep -q '^\[chat\] turn 1: 0 tokens reused' "$tmp/err" && ok || bad "line beyond the context: exit $rc $(cat "$tmp/err")"
 : | "${CHAT[@]}" >"$tmp/out" 2>"$tmp/err" && [ ! -s "$tmp/out" ] && [ ! -s "$tmp/err" ] && ok || bad "empty stdin"
 
 # ---- bad flags: one line, exit 2, nothing on stdout -----------------------------------------------
 expect_error 2 "frobnicate" -- chat --model "$M" --frobnicate
-expect_error 2 "--max-new-tokens 0 is out of range" -- chat --model "$M" -n 0
+expect_error 2 "^error: --max-new-tokens 0 is out of range: must be in 1..16777216 \\(--max-new-tokens\\)$" -- chat --model "$M" -n 0
 expect_error 2 "max-new-tokens" -- chat --model "$M" -n lots
 expect_error 2 "--top-p" -- chat --model "$M" --top-p 0
 expect_error 2 "--temperature nan is out of range" -- chat --model "$M" --temperature nan
-expect_error 2 "--ctx 129 is outside 1..128" -- chat --model "$M" --ctx 129
+expect_error 2 "--ctx 129 is out of range: must be in 0..128 \\(0: the model's n_positions\\)" -- chat --model "$M" --ctx 129
 expect_error 2 "excludes" -- chat --model "$M" --use-cache --no-cache
 expect_error 2 "device" -- chat --model "$M" --device gpu
 expect_error 2 "not supported on the CPU" -- chat --model "$M" --device cpu --dtype fp16
@@ -113,19 +114,46 @@ expect_error 2 "system text is [0-9]+ tokens: it leaves no room for a turn in th
 "$GEN" chat --help >"$tmp/out" 2>&1 && grep -q -- "--no-cache" "$tmp/out" && grep -q -- "--system" "$tmp/out" \
   && ok || bad "chat --help"
 
-# ---- Ctrl-C during a reply: the reply stops, the chat ends with exit 130 ----------------------------
-"$MAKE_MODEL" --out "$tmp/slow" --layers 4 --heads 4 --embd 256 --positions 1024 --vocab $vocab "${tokflag[@]}" || exit 1
-printf 'Tell me a long story\nAnd another\n' >"$tmp/in"
-"$GEN" chat --model "$tmp/slow" -n 1000 --no-cache --temperature 0 --device cpu <"$tmp/in" >"$tmp/int.out" 2>"$tmp/int.err" &
-pid=$!
-for _ in $(seq 1 600); do
-  [ "$(wc -c <"$tmp/int.out")" -gt 40 ] && break
-  sleep 0.1
+# ---- Ctrl-C: it stops the reply and the chat goes on; at the prompt it ends the chat (130) ---------
+"$MAKE_MODEL" --out "$tmp/slow" --layers 4 --heads 4 --embd 256 --positions 1024 --vocab $vocab "${tokflag[@]}" \
+  >/dev/null || exit 1
+# A driver: two lines, each reply cut by SIGINT once it shows; then SIGINT at the prompt ("int") or EOF.
+# -n 900 leaves turn 1 in the context of 1024 for turn 2.
+cat >"$tmp/drive.py" <<'PY'
+import os, signal, subprocess, sys, time
+gen, model, out, err, mode = sys.argv[1:6]
+p = subprocess.Popen([gen, "chat", "--model", model, "-n", "900", "--temperature", "0", "--device", "cpu"],
+                     stdin=subprocess.PIPE, stdout=open(out, "wb"), stderr=open(err, "wb"))
+def wait_for(cond, what):
+    t0 = time.time()
+    while not cond():
+        if p.poll() is not None or time.time() - t0 > 120:
+            p.kill()
+            sys.exit("gave up waiting for %s (exit %s): %s" % (what, p.poll(), open(err).read()))
+        time.sleep(0.02)
+for turn, line in ((1, b"Tell me a long story\n"), (2, b"And another\n")):
+    start = os.path.getsize(out)
+    p.stdin.write(line)
+    p.stdin.flush()
+    wait_for(lambda: os.path.getsize(out) > start + 40, "reply %d" % turn)
+    p.send_signal(signal.SIGINT)
+    wait_for(lambda: ("[chat] turn %d:" % turn) in open(err).read(), "turn %d's summary" % turn)
+if mode == "int":
+    p.send_signal(signal.SIGINT)
+else:
+    p.stdin.close()
+print(p.wait(60))
+PY
+for mode in int eof; do
+  rc=$(python3 "$tmp/drive.py" "$GEN" "$tmp/slow" "$tmp/int.out" "$tmp/int.err" $mode)
+  [ "$mode" = int ] && want=130 || want=0
+  [ "$rc" = $want ] && [ "$(grep -c '^\[chat\] turn [12]: .*finish interrupted$' "$tmp/int.err")" = 2 ] \
+    && ! grep -q '^error' "$tmp/int.err" && [ "$(wc -l <"$tmp/int.out")" = 2 ] && ok \
+    || bad "Ctrl-C ($mode): exit $rc, want $want: $(cat "$tmp/int.err")"
+  # The cut reply stays in the conversation and the cache: turn 2 reuses all of turn 1 but the last
+  # token drawn (never computed).
+  cp "$tmp/int.err" "$tmp/err"
+  [ "$(field 2 reused)" = $(($(field 1 context) - 1)) ] && ok || bad "Ctrl-C ($mode): reuse after a cut reply: $(cat "$tmp/err")"
 done
-kill -INT "$pid"
-wait "$pid"
-rc=$?
-[ $rc = 130 ] && grep -q '^\[chat\] turn 1: .*finish interrupted$' "$tmp/int.err" \
-  && ! grep -q '^\[chat\] turn 2' "$tmp/int.err" && ok || bad "Ctrl-C: exit $rc $(cat "$tmp/int.err")"
 
 finish cli_chat

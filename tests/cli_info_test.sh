@@ -74,6 +74,7 @@ mkdir -p "$tmp/models/gpt2" "$tmp/empty"
 echo '{"n_layer": 3, "n_head": 2, "n_embd": 32, "n_positions": 64, "vocab_size": 600}' >"$tmp/models/gpt2/config.json"
 expect_out --model "$tmp/models/gpt2" -- "($tmp/models/gpt2/config.json)" "3 layers, 2 heads, n_embd 32" \
   "2 x 1 x 64 x 3 x 2 x 16 x 2 = 24,576 B"
+touch "$tmp/models/gpt2/model.safetensors" "$tmp/models/gpt2/vocab.json" "$tmp/models/gpt2/merges.txt"  # complete
 GEN_MODELS_DIR=$tmp/models "$GEN" info --model gpt2 --json >"$tmp/named.json" 2>"$tmp/err" || bad "named: $(cat "$tmp/err")"
 python3 -c "
 import json, sys
@@ -82,13 +83,35 @@ assert j['config']['n_layer'] == 3 and j['config_source'].endswith('models/gpt2/
 assert j['params'] == 3 * (12 * 32 * 32 + 13 * 32) + 600 * 32 + 64 * 32 + 2 * 32, j['params']
 " "$tmp/named.json" && ok || bad "GEN_MODELS_DIR config over the built-in shape"
 
+# ---- an empty or partial models/NAME is "not downloaded": the built-in shape -------------------------
+mkdir -p "$tmp/partial/gpt2" "$tmp/cwd/models/gpt2-medium"
+echo '{"n_layer": 3, "n_head": 2, "n_embd": 32, "n_positions": 64, "vocab_size": 600}' >"$tmp/partial/gpt2/config.json"
+GEN_MODELS_DIR=$tmp/partial expect_out --model gpt2 -- "built-in shape: no model directory found" "12 layers, 12 heads"
+if [ ! -f "$(dirname "$GEN")/../models/gpt2-medium/model.safetensors" ]; then  # else gen finds that one
+  cd "$tmp/cwd"
+  expect_out --model gpt2-medium -- "built-in shape" "24 layers, 16 heads"
+  cd - >/dev/null
+fi
+
+# ---- a vocabulary padded past the tokenizer (nanoGPT and llm.c: 50304 rows, 50257 ids) -------------
+"$MAKE_MODEL" --out "$tmp/pad" --layers 2 --heads 2 --embd 32 --positions 64 --vocab 647 --tokenizer-vocab 600 \
+  >/dev/null || bad "gen-make-model --tokenizer-vocab"
+expect_out --model "$tmp/pad" -- "vocab 647 (padded; the tokenizer has 600)"
+"$GEN" info --model "$tmp/pad" --json | python3 -c "
+import json, sys
+c = json.load(sys.stdin)['config']
+assert c['vocab_size'] == 647 and c['tokenizer_vocab'] == 600, c
+" && ok || bad "padded vocabulary in --json"
+expect_out --model "$tmp/models/gpt2" -- "vocab 600"
+if grep -q padded "$tmp/out"; then bad "an unpadded vocabulary said padded: $(cat "$tmp/out")"; else ok; fi
+
 # ---- errors ------------------------------------------------------------------------------------------
 expect_error 2 "not a known name" -- info --model gpt3
 expect_error 2 "no model directory '$tmp/missing'" -- info --model "$tmp/missing"
 expect_error 2 "cannot open config: no such file" -- info --model "$tmp/empty"
-expect_error 2 "--batch 0 is out of range: must be >= 1" -- info --model gpt2 --batch 0
-expect_error 2 "--batch -3 is out of range" -- info --model gpt2 --batch -3
-expect_error 2 "--ctx 0 is out of range: must be >= 1" -- info --model gpt2 --ctx 0
+expect_error 2 "^error: --batch-size 0 is out of range: must be in 1..2147483647 \\(--batch-size\\)$" -- info --model gpt2 --batch 0
+expect_error 2 "--batch-size -3 is out of range" -- info --model gpt2 --batch -3
+expect_error 2 "^error: --ctx 0 is out of range: must be in 1..2147483647 \\(--ctx\\)$" -- info --model gpt2 --ctx 0
 expect_error 2 "--dtype must be fp32, fp16 or bf16 \(got 'fp8'\)" -- info --model gpt2 --dtype fp8
 expect_error 2 "overflow" -- info --model gpt2-xl --ctx 2000000000 --batch 2000000000
 expect_error 2 "batch" -- info --model gpt2 --batch many

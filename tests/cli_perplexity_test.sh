@@ -96,11 +96,11 @@ expect_error 2 "cannot read file" -- perplexity --model "$M" --device cpu --file
 expect_error 2 "empty" -- perplexity --model "$M" --device cpu --file "$tmp/empty.txt"
 expect_error 2 "invalid UTF-8 at byte 3" -- perplexity --model "$M" --device cpu --file "$tmp/badutf8.txt"
 expect_error 2 "at least 2" -- perplexity --model "$M" --device cpu --file "$tmp/one.txt"
-expect_error 2 "--context 1 is out of range" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context 1
-expect_error 2 "--context 0 is out of range" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context 0
-expect_error 2 "--context -5 is out of range" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context -5
-expect_error 2 "--context 65 is outside 2..64" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context 65
-expect_error 2 "context" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context lots
+expect_error 2 "^error: --ctx 1 is out of range: must be in 2..1048576 \\(--ctx\\)$" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context 1
+expect_error 2 "--ctx 0 is out of range" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context 0
+expect_error 2 "--ctx -5 is out of range" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context -5
+expect_error 2 "--ctx 65 is out of range: must be in 2..64 \\(the model's n_positions\\)" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context 65
+expect_error 2 "^error: --ctx 'lots' is not a decimal integer \\(--ctx\\)$" -- perplexity --model "$M" --device cpu --file "$tmp/text.txt" --context lots
 expect_error 2 "--file" -- perplexity --model "$M" --device cpu
 expect_error 2 "model directory not found" -- perplexity --model "$tmp/nope" --file "$tmp/text.txt"
 expect_error 2 "device" -- perplexity --model "$M" --file "$tmp/text.txt" --device gpu

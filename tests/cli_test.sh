@@ -105,7 +105,7 @@ expect_error 2 "invalid UTF-8 in prompt at byte 3" -- --model "$M" --prompt-file
 expect_error 2 "cannot read prompt file" -- --model "$M" --prompt-file "$tmp/none.txt"
 expect_error 2 "cannot read prompt file: it is a directory" -- --model "$M" --prompt-file "$tmp"
 expect_error 2 "longer than the context of 8" -- --model "$M" --prompt "$(printf 'word %.0s' $(seq 1 50))" --ctx 8
-expect_error 2 "--ctx 65 is outside 1..64" -- --model "$M" "${P[@]}" --ctx 65
+expect_error 2 "--ctx 65 is out of range: must be in 0..64 \\(0: the model's n_positions\\)" -- --model "$M" "${P[@]}" --ctx 65
 expect_error 2 "--top-p" -- --model "$M" "${P[@]}" --top-p 0
 expect_error 2 "--top-p" -- --model "$M" "${P[@]}" --top-p 1.5
 expect_error 2 "--temperature" -- --model "$M" "${P[@]}" --temperature -1
@@ -137,11 +137,11 @@ done
 # Integers are decimal only (CLI11 alone read 010 as eight and took 0x10), with the real bounds.
 "$GEN" --model "$M" "${P[@]}" -n 010 --ignore-eos --json --device cpu 2>"$tmp/err" |
   python3 -c "import json,sys; assert len(json.loads(sys.stdin.readline())['tokens']) == 10" && ok || bad "-n 010 is ten: $(cat "$tmp/err")"
-expect_error 2 "--max-new-tokens: must be a decimal integer, got '0x10'" -- --model "$M" "${P[@]}" -n 0x10
-expect_error 2 "--seed: must be a decimal integer >= 0, got '-1'" -- --model "$M" "${P[@]}" --seed -1
-expect_error 2 "--seed: must be 0..18446744073709551615, got 18446744073709551616" -- --model "$M" "${P[@]}" --seed 18446744073709551616
-expect_error 2 "--threads: must be a decimal integer, got ''" -- --model "$M" "${P[@]}" --threads ""
-expect_error 2 "--context: must be a decimal integer, got '0x20'" -- perplexity --model "$M" --file /dev/null --context 0x20
+expect_error 2 "^error: --max-new-tokens '0x10' is not a decimal integer \(--max-new-tokens\)$" -- --model "$M" "${P[@]}" -n 0x10
+expect_error 2 "^error: --seed -1 is out of range: must be in 0..18446744073709551615 \(--seed\)$" -- --model "$M" "${P[@]}" --seed -1
+expect_error 2 "^error: --seed 18446744073709551616 is out of range: must be in 0..18446744073709551615 \(--seed\)$" -- --model "$M" "${P[@]}" --seed 18446744073709551616
+expect_error 2 "^error: --threads '' is not a decimal integer \(--threads\)$" -- --model "$M" "${P[@]}" --threads ""
+expect_error 2 "^error: --ctx '0x20' is not a decimal integer \(--ctx\)$" -- perplexity --model "$M" --file /dev/null --context 0x20
 "$GEN" --model "$M" "${P[@]}" -n 2 --seed 18446744073709551615 --json --device cpu >/dev/null 2>"$tmp/err" && ok || bad "--seed 2^64-1: $(cat "$tmp/err")"
 # The environment cannot crash gen: a thread count libgomp cannot start (it crashed in the first
 # parallel region) is overridden before any parallel region; the tokens are those of a plain run.
@@ -172,6 +172,85 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
   # auto falls back to the CPU with a note on stderr and still answers.
   "$GEN" --model "$M" "${P[@]}" -n 2 --json >"$tmp/out" 2>"$tmp/err" && grep -q '"device":"cpu"' "$tmp/out" \
     && grep -q '^note: .*running on the CPU' "$tmp/err" && ok || bad "--device auto fallback: $(cat "$tmp/err")"
+fi
+
+# ---- checkpoints: padded vocabularies, non-finite weights, models not (fully) downloaded -----------
+# A vocabulary padded past the tokenizer (nanoGPT's 50304 rows for GPT-2's 50257 ids) loads, never
+# draws a padded id, and scores text.
+padflags=("${tokflag[@]}")
+[ "$real_tok" = 1 ] || padflags=(--tokenizer-vocab $vocab)
+"$MAKE_MODEL" --out "$tmp/pad" --layers 2 --heads 2 --embd 32 --positions 64 --vocab $((vocab + 47)) --std 0.3 \
+  "${padflags[@]}" >/dev/null || bad "gen-make-model --vocab $((vocab + 47))"
+"$GEN" --model "$tmp/pad" --prompt "Hello" -n 40 --temperature 2 --seed 1 --ignore-eos --json --device cpu \
+  >"$tmp/pad.json" 2>"$tmp/err" && python3 -c "
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert len(r['tokens']) == 40 and max(r['tokens']) < int(sys.argv[2]), r['tokens']
+" "$tmp/pad.json" $vocab && ok || bad "padded vocabulary: $(cat "$tmp/err")"
+printf 'Hello world, hello padded rows.' >"$tmp/pad.txt"
+"$GEN" perplexity --model "$tmp/pad" --file "$tmp/pad.txt" --json --device cpu >/dev/null 2>"$tmp/err" \
+  && ok || bad "perplexity on a padded vocabulary: $(cat "$tmp/err")"
+# A NaN or an Inf in a weight is refused at load, naming the tensor and the element.
+for v in nan inf; do
+  cp -r "$M" "$tmp/x"
+  python3 - "$tmp/x/model.safetensors" $v <<'PY'
+import json, struct, sys
+path, v = sys.argv[1], float(sys.argv[2])
+with open(path, "r+b") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    t = json.loads(f.read(n))["transformer.h.0.attn.c_attn.weight"]
+    assert t["dtype"] == "F32"
+    f.seek(8 + n + t["data_offsets"][0] + 4 * 3)
+    f.write(struct.pack("<f", v))
+PY
+  what=$([ $v = nan ] && echo "a NaN" || echo "an Inf")
+  expect_error 2 "^error: tensor 'transformer.h.0.attn.c_attn.weight' holds $what at element 3 \(.*/x/model.safetensors\)$" \
+    -- --model "$tmp/x" "${P[@]}"
+  rm -rf "$tmp/x"
+done
+# An empty or partial models/NAME is "not downloaded", with the hint an absent one gets: found from the
+# working directory (the default --model models/gpt2) and through GEN_MODELS_DIR.
+mkdir -p "$tmp/cwd/models/gpt2" "$tmp/partial/gpt2-medium"
+cp "$M/config.json" "$M/vocab.json" "$tmp/partial/gpt2-medium/"
+if [ ! -f "$(dirname "$GEN")/../models/gpt2/model.safetensors" ]; then  # else gen finds that one
+  cd "$tmp/cwd"
+  expect_error 2 "^error: model 'gpt2' is not downloaded; run scripts/download_model.sh gpt2 \(needs internet\) or pass --model DIR \(models/gpt2 has no config.json\)$" \
+    -- "${P[@]}"
+  cd - >/dev/null
+fi
+GEN_MODELS_DIR=$tmp/partial expect_error 2 "model 'gpt2-medium' is not downloaded; run scripts/download_model.sh gpt2-medium .*gpt2-medium has no model.safetensors" \
+  -- --model gpt2-medium "${P[@]}"
+# scripts/download_model.sh removes what it created when a download fails. A stand-in curl on PATH
+# fetches config.json, then fails half-way through the next file.
+mkdir -p "$tmp/bin"
+cat >"$tmp/bin/curl" <<'SH'
+#!/bin/sh
+out=; url=
+while [ $# -gt 0 ]; do case "$1" in -o) out=$2; shift ;; -*) ;; *) url=$1 ;; esac; shift; done
+case "$url" in *config.json) echo '{}' >"$out" ;; *) echo partial >"$out"; exit 22 ;; esac
+SH
+chmod +x "$tmp/bin/curl"
+dl() { PATH="$tmp/bin:$PATH" GEN_MODELS_DIR=$tmp/dl bash "$here/../scripts/download_model.sh" "$1" >/dev/null 2>"$tmp/err"; }
+dl gpt2-medium
+rc=$?
+[ $rc = 1 ] && [ ! -e "$tmp/dl/gpt2-medium" ] && grep -q "could not fetch .*vocab.json" "$tmp/err" && ok \
+  || bad "failed download left $(ls -A "$tmp/dl/gpt2-medium" 2>&1) (rc $rc: $(cat "$tmp/err"))"
+# A directory that was there before stays, with what it held; only this run's files go.
+mkdir -p "$tmp/dl/gpt2-large" && echo keep >"$tmp/dl/gpt2-large/notes.txt"
+dl gpt2-large
+rc=$?
+[ $rc = 1 ] && [ "$(ls -A "$tmp/dl/gpt2-large")" = notes.txt ] && ok \
+  || bad "failed download into an existing dir: $(ls -A "$tmp/dl/gpt2-large") (rc $rc)"
+# gpt2's sizes are pinned: a config.json of the wrong size is refused and removed too.
+dl gpt2
+rc=$?
+[ $rc = 1 ] && [ ! -e "$tmp/dl/gpt2" ] && grep -q "expected 665" "$tmp/err" && ok || bad "wrong size left files (rc $rc)"
+# The real curl against a mirror that does not answer (GEN_DOWNLOAD_BASE): nothing is left either.
+if command -v curl >/dev/null; then
+  GEN_DOWNLOAD_BASE=http://127.0.0.1:9 GEN_MODELS_DIR=$tmp/dl bash "$here/../scripts/download_model.sh" gpt2 \
+    >/dev/null 2>"$tmp/err"
+  rc=$?
+  [ $rc = 1 ] && [ ! -e "$tmp/dl/gpt2" ] && ok || bad "unreachable mirror: rc $rc, left $(ls -A "$tmp/dl")"
 fi
 
 finish cli_test

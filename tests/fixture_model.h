@@ -26,4 +26,10 @@ Fixture load_fixture(const std::string& name);
 std::shared_ptr<const Weights> make_random_weights(const std::string& dir, const MakeModelSpec& spec);
 inline const char* const kFixtureNames[] = {"tiny-f32", "tiny-f16", "tiny-bf16", "tiny-noprefix"};
 
+// One random model (2 layers x 32, 64 positions) written twice with the same tokenizer
+// (byte_level_tokenizer of `ids`): `plain` with `ids` rows of wte, and `padded` with `rows` > ids, as
+// nanoGPT and llm.c export. The padded rows are +-100 x real rows: unmasked, one of them wins every
+// argmax and holds nearly all of the softmax.
+void make_padded_pair(const std::string& plain, const std::string& padded, int ids, int rows);
+
 }  // namespace gen::test

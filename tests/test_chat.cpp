@@ -307,7 +307,7 @@ TEST_CASE("chat: bad lines are input errors that leave the conversation as it wa
   REQUIRE_THROWS_WITH(Chat(g, tok, o, 40), Catch::Contains("system text is 41 tokens"));
 }
 
-TEST_CASE("chat: a stop request (Ctrl-C) ends the reply as interrupted", "[chat]") {
+TEST_CASE("chat: a stop request (Ctrl-C) ends the reply as interrupted; the cut reply stays in the conversation, and the next turn reuses the cache", "[chat]") {
   ScriptedBackend be(false);
   Tokenizer tok = tiny_tokenizer(320);
   Generator g(be, tok);
@@ -317,8 +317,17 @@ TEST_CASE("chat: a stop request (Ctrl-C) ends the reply as interrupted", "[chat]
   Chat chat(g, tok, o, 128);
   Chat::Callbacks cb;
   cb.on_text = [&](const std::string&) { flag = 1; };  // as if Ctrl-C came once text is showing
-  const ChatTurn t = chat.turn("Hi", cb);
-  REQUIRE(t.result.finish_reason == "interrupted");
-  REQUIRE(t.result.tokens == bytes_ids(" o"));
-  REQUIRE(t.reply == "o");
+  const ChatTurn t1 = chat.turn("Hi", cb);
+  REQUIRE(t1.result.finish_reason == "interrupted");
+  REQUIRE(t1.result.tokens == bytes_ids(" o"));
+  REQUIRE(t1.reply == "o");
+  REQUIRE(t1.kept_tokens == int(t1.result.tokens.size()));
+  flag = 0;  // gen chat clears it before the next line
+  const ChatTurn t2 = chat.turn("Yes?");
+  REQUIRE(t2.prompt == cat(cat(t1.prompt, t1.result.tokens), cat(tok.encode("\n"), tok.encode("U: Yes?\nA:"))));
+  // The cache holds the cut reply but its last token (drawn, never computed).
+  REQUIRE(t2.result.timing.cached_tokens == t1.context_used() - 1);
+  REQUIRE(t2.result.finish_reason == "stop");
+  REQUIRE(t2.reply == "ok2");
+  require_fresh_equal(g, t2, o, 128, chat.stop_string());
 }

@@ -9,6 +9,7 @@
 #include "cpu/cpu_backend.h"
 #include "cuda/cuda_backend.h"
 #include "gen/generator.h"
+#include "gen/model.h"
 #include "model/model_maker.h"
 #include "gen/perplexity.h"
 #include "perplexity_golden.h"
@@ -298,6 +299,79 @@ TEST_CASE("CUDA decode graphs replayed over many steps at GPT-2's head size: spl
     for (int i = 0; i < 2; ++i) {
       INFO(dtype_name(dt) << " final eager step of slot " << i << " at position " << last[i].pos0);
       REQUIRE(check_logits_row(&got[size_t(i) * V], &ref[size_t(i) * V], V, tolerance(dt)) == "");
+    }
+  }
+}
+
+TEST_CASE("CUDA on a padded vocabulary draws what the CPU draws, never a padded id, and NaN logits stop it",
+          "[cuda][backend]") {
+  TempDir dir;
+  make_padded_pair(dir / "plain", dir / "padded", 260, 300);
+  const Model padded = load_model(dir / "padded");
+  auto gpu = make_cuda_backend(padded.weights, ComputeDType::fp32);
+  CpuBackend cpu(padded.weights, 2);
+  const std::vector<int> prompt = padded.tokenizer->encode("Padded rows, masked.");
+  for (float t : {0.0f, 0.8f}) {
+    for (bool use_cache : {true, false}) {  // with the cache, decode steps replay graphs
+      GenOptions o;
+      o.max_new_tokens = 24;
+      o.sampling = {t, 0, 0.95f};
+      o.seed = 3;
+      o.use_cache = use_cache;
+      o.ignore_eos = true;
+      INFO("temperature " << t << (use_cache ? " with" : " without") << " the cache");
+      const GenResult a = Generator(*gpu, *padded.tokenizer).generate(prompt, o);
+      REQUIRE(a.tokens == Generator(cpu, *padded.tokenizer).generate(prompt, o).tokens);
+      REQUIRE(*std::max_element(a.tokens.begin(), a.tokens.end()) < 260);
+    }
+  }
+  std::vector<float> logits(300);
+  gpu->forward({SeqInput{0, prompt, 0}}, nullptr, logits.data());
+  REQUIRE(std::all_of(logits.begin() + 260, logits.end(), [](float v) { return v == -INFINITY; }));
+
+  // ln_f's gain and bias near fp32's limit: the logits overflow, and the run stops at step 0.
+  auto w = std::make_shared<Weights>(Weights::load(SafeTensors(dir / "padded/model.safetensors"), padded.cfg));
+  float* gain = w->data.data() + (w->lnf_w - w->data.data());
+  float* bias = w->data.data() + (w->lnf_b - w->data.data());
+  std::fill(gain, gain + padded.cfg.n_embd, 1e38f);
+  std::fill(bias, bias + padded.cfg.n_embd, 3.4e38f);
+  auto bad = make_cuda_backend(w, ComputeDType::fp32);
+  GenOptions o;
+  o.max_new_tokens = 4;
+  REQUIRE_THROWS_WITH(Generator(*bad, *padded.tokenizer).generate(prompt, o),
+                      "the logits at step 0 are not finite (NaN or Inf)");
+}
+
+TEST_CASE("CUDA fp16 and bf16 equal the CPU on a checkpoint with GPT-2's outlier channels", "[cuda][backend][outliers]") {
+  // gen-make-model --outliers: three residual channels reach 2000-3000 (fp16 keeps steps of 2 there,
+  // bf16 of 16), the layernorms' statistics are theirs, and every row, prefilled or decoded through the
+  // cache, must still give the CPU's logits. test_outliers.cpp shows the channels are there.
+  TempDir dir;
+  MakeModelSpec spec;
+  spec.cfg.n_layer = 4;
+  spec.cfg.n_head = 12;
+  spec.cfg.n_embd = 768;
+  spec.cfg.n_positions = 256;
+  spec.cfg.vocab_size = 50257;
+  spec.outliers = 3;
+  auto w = make_random_weights(dir.path(), spec);
+  const int V = w->cfg.vocab_size, T = 100, P = 90;
+  CpuBackend cpu(w, 0);
+  const std::vector<int> ids = random_ids(T, V, 21);
+  std::vector<float> ref(size_t(T) * V), got(size_t(P) * V);
+  cpu.forward_all({SeqInput{0, ids, 0}}, nullptr, ref.data());
+  for (ComputeDType dt : {ComputeDType::fp32, ComputeDType::fp16, ComputeDType::bf16}) {
+    auto gpu = make_cuda_backend(w, dt);
+    auto cache = gpu->make_cache(1, spec.cfg.n_positions);
+    gpu->forward_all({SeqInput{0, std::vector<int>(ids.begin(), ids.begin() + P), 0}}, cache.get(), got.data());
+    for (int r = 0; r < P; ++r) {
+      INFO(dtype_name(dt) << " outliers, prefill row " << r);
+      REQUIRE(check_logits_row(&got[size_t(r) * V], &ref[size_t(r) * V], V, tolerance(dt)) == "");
+    }
+    for (int t = P; t < T; ++t) {
+      gpu->forward({SeqInput{0, {ids[size_t(t)]}, t}}, cache.get(), got.data());
+      INFO(dtype_name(dt) << " outliers, decode row " << t);
+      REQUIRE(check_logits_row(got.data(), &ref[size_t(t) * V], V, tolerance(dt)) == "");
     }
   }
 }

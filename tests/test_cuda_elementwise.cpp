@@ -182,19 +182,23 @@ TEMPLATE_TEST_CASE("add_layernorm adds the residual and normalizes each row", "[
 
 TEMPLATE_TEST_CASE("add_layernorm runs at its widest rows or refuses them by name", "[cuda][elementwise]", float,
                    __half) {
-  // Its row copy and its static reduction slots share the 48 KB of shared memory a block gets: a width the
-  // launcher accepts must launch (no CUDA "invalid argument"), a wider one must get the launcher's error.
+  // Its fp32 row copy and its static reduction slots pass the 48 KB of shared memory a block gets by
+  // default at 12225 columns: from there the launcher opts in (cudaFuncSetAttribute). Every width up to
+  // 16384 must launch (no CUDA "invalid argument"), a wider one must get the launcher's error.
   std::mt19937 rng(8);
   check_add_layernorm<TestType>(3, 8192, true, true, 0, rng);
-  for (int C : {12224, 12240, 12256, 12280, 12288, 12289}) {
+  for (int C : {12224, 12240, 12288, 12289, 16000, 16384}) {
     INFO("C " << C);
-    try {
-      check_add_layernorm<TestType>(3, C, true, true, 0, rng);
-    } catch (const gen::Error& e) {
-      const std::string what = e.what();
-      INFO(what);
-      REQUIRE(what.rfind("cuda::add_layernorm: n_embd", 0) == 0);
-    }
+    check_add_layernorm<TestType>(3, C, true, true, 0, rng);
+    check_add_layernorm<TestType>(2, C, false, false, 1, rng);  // the scalar kernel opts in on its own
+  }
+  try {
+    check_add_layernorm<TestType>(3, 16385, true, true, 0, rng);
+    FAIL("16385 columns were accepted");
+  } catch (const gen::Error& e) {
+    const std::string what = e.what();
+    INFO(what);
+    REQUIRE(what.rfind("cuda::add_layernorm: n_embd", 0) == 0);
   }
 }
 

@@ -296,3 +296,53 @@ TEST_CASE("GPU sampling can be captured in a CUDA graph", "[cuda][sampling]") {
   CUDA_CHECK(cudaStreamDestroy(stream));
   REQUIRE(replay == eager);
 }
+
+TEST_CASE("GPU sampling skips a padded vocabulary's columns and flags rows that are not finite",
+          "[cuda][sampling]") {
+  // Rows of ld = 1031 floats of which ids [0, 1000) are real: the padded columns are huge (they would
+  // win every draw) and one holds a NaN, which check_finite must not see.
+  const int V = 1000, ld = 1031;
+  std::mt19937 rng(15);
+  std::vector<float> logits;
+  std::vector<SampleParams> sp;
+  Batch packed;  // the same rows at stride V
+  for (size_t r = 0; r < 3 * std::size(kParams); ++r) {
+    const SamplingParams& p = kParams[r % std::size(kParams)];
+    std::vector<float> row = make_row(V, rng, 3.0f, false);
+    if (r / std::size(kParams) == 1) row[500] = NAN;       // not finite: -1
+    if (r / std::size(kParams) == 2) row[999] = -INFINITY;  // not finite: -1
+    packed.logits.insert(packed.logits.end(), row.begin(), row.end());
+    packed.params.push_back(p);
+    packed.seeds.push_back(r);
+    packed.steps.push_back(int(r % 5));
+    row.resize(ld, 1e30f);
+    row[1010] = NAN;
+    logits.insert(logits.end(), row.begin(), row.end());
+    sp.push_back({p.temperature, p.top_k, p.top_p, uint64_t(r), int(r % 5)});
+  }
+  const int B = int(sp.size());
+  DeviceBuffer<float> d_logits(logits.size());
+  DeviceBuffer<SampleParams> d_params(sp.size());
+  DeviceBuffer<int> d_out(sp.size());
+  CUDA_CHECK(cudaMemcpy(d_logits.get(), logits.data(), d_logits.bytes(), cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(d_params.get(), sp.data(), d_params.bytes(), cudaMemcpyHostToDevice));
+  std::vector<int> got(sp.size()), unchecked(sp.size());
+  for (bool check : {true, false}) {
+    CUDA_CHECK(cudaMemset(d_out.get(), 0x7f, d_out.bytes()));  // neither a token nor -1
+    gen::cuda::sample(d_out.get(), d_logits.get(), d_params.get(), B, V, nullptr, ld, check);
+    std::vector<int>& out = check ? got : unchecked;
+    CUDA_CHECK(cudaMemcpy(out.data(), d_out.get(), d_out.bytes(), cudaMemcpyDeviceToHost));
+  }
+  // Unchecked, the strided rows draw what the packed rows draw (which the tests above hold to the CPU
+  // twin); checked, the rows that are not finite give -1.
+  const std::vector<int> want = gpu_sample(packed, V);
+  REQUIRE(unchecked == want);
+  for (int r = 0; r < B; ++r) {
+    INFO("row " << r);
+    REQUIRE(want[size_t(r)] >= 0);
+    REQUIRE(want[size_t(r)] < V);
+    const bool finite = gen::logits_finite(&packed.logits[size_t(r) * V], V);
+    REQUIRE(got[size_t(r)] == (finite ? want[size_t(r)] : -1));
+  }
+  REQUIRE(std::count(got.begin(), got.end(), -1) == 2 * int(std::size(kParams)));
+}

@@ -6,8 +6,13 @@
 #include "cpu/cpu_backend.h"
 #include "gen/error.h"
 #include "gen/generator.h"
+#include "gen/model.h"
 #include "model/safetensors.h"
+#include "model_test_util.h"
 #include "test_util.h"
+
+#include <algorithm>
+#include <cmath>
 
 using namespace gen;
 using namespace gen::test;
@@ -109,4 +114,73 @@ TEST_CASE("Streamed text equals the decoded tokens, and a seed fixes a sampled c
   REQUIRE(a == run(11, true));
   REQUIRE(a == run(11, false));  // same logits, same draws
   REQUIRE(a != run(12, true));
+}
+
+TEST_CASE("A vocabulary padded past the tokenizer never draws a padded id", "[generator]") {
+  TempDir dir;
+  make_padded_pair(dir / "plain", dir / "padded", 260, 300);
+  const Model plain = load_model(dir / "plain"), padded = load_model(dir / "padded");
+  REQUIRE(padded.cfg.vocab_size == 300);
+  REQUIRE(padded.weights->cfg.usable_vocab() == 260);  // the backends read the weights' config
+  REQUIRE(plain.cfg.usable_vocab() == 260);
+  const std::vector<int> prompt = plain.tokenizer->encode("Padded rows, masked.");
+  CpuBackend pb(plain.weights, 2), qb(padded.weights, 2);
+
+  // Unmasked (a config that does not know of the padding) a padded row wins the argmax.
+  CpuBackend raw(std::make_shared<Weights>(Weights::load(SafeTensors(dir / "padded/model.safetensors"),
+                                                         ModelConfig::load(dir / "padded/config.json"))),
+                 1);
+  std::vector<float> want(260), got(300);
+  raw.forward({SeqInput{0, prompt, 0}}, nullptr, got.data());
+  REQUIRE(argmax(got.data(), 300) >= 260);
+  // Masked: the real ids' logits are the unpadded model's, the padded ones -inf.
+  pb.forward({SeqInput{0, prompt, 0}}, nullptr, want.data());
+  qb.forward({SeqInput{0, prompt, 0}}, nullptr, got.data());
+  REQUIRE(check_close(got.data(), want.data(), 260, 1e-5, 1e-5) == "");
+  for (int i = 260; i < 300; ++i) REQUIRE(got[size_t(i)] == -INFINITY);
+
+  Generator gp(pb, *plain.tokenizer), gq(qb, *padded.tokenizer);
+  for (float t : {0.0f, 0.8f}) {
+    for (bool use_cache : {true, false}) {
+      GenOptions o = greedy(30, use_cache);
+      o.sampling.temperature = t;
+      o.sampling.top_p = t > 0 ? 0.95f : 1.0f;
+      o.seed = 5;
+      const GenResult a = gp.generate(prompt, o), b = gq.generate(prompt, o);
+      INFO("temperature " << t << (use_cache ? " with" : " without") << " the cache");
+      REQUIRE(b.tokens.size() == 30);
+      REQUIRE(b.tokens == a.tokens);
+      REQUIRE(*std::max_element(b.tokens.begin(), b.tokens.end()) < 260);
+    }
+  }
+}
+
+TEST_CASE("Logits that are not finite stop the run with an error naming the step", "[generator]") {
+  TempDir dir;
+  MakeModelSpec spec;
+  spec.cfg = ModelConfig::parse(
+      R"({"n_layer": 1, "n_head": 2, "n_embd": 32, "n_positions": 64, "vocab_size": 300, "eos_token_id": 299})", "test");
+  make_random_model(dir.path(), spec);
+  // Finite weights that overflow: ln_f's gain 1e38 and bias 3.4e38 take the final activations past
+  // fp32's range (inf), and the LM head's sums of +inf and -inf give NaN.
+  std::vector<TensorToWrite> tensors;
+  {
+    SafeTensors st(dir / "model.safetensors");
+    for (const auto& [name, t] : st.tensors()) {
+      tensors.push_back({name, t.dtype, t.shape, std::vector<uint8_t>(t.data, t.data + t.nbytes)});
+      if (name == "transformer.ln_f.weight" || name == "transformer.ln_f.bias") {
+        const float big = name == "transformer.ln_f.bias" ? 3.4e38f : 1e38f;
+        tensors.back().bytes = gen::test::encode(std::vector<float>(size_t(t.shape[0]), big), t.dtype);
+      }
+    }
+  }
+  write_safetensors(dir / "model.safetensors", tensors);
+  const Model m = load_model(dir.path());  // every weight is finite: the load takes it
+  CpuBackend be(m.weights, 1);
+  Generator g(be, *m.tokenizer);
+  for (float t : {0.0f, 1.0f}) {
+    GenOptions o = greedy(5, true);
+    o.sampling.temperature = t;
+    REQUIRE_THROWS_WITH(g.generate({1, 2, 3}, o), "the logits at step 0 are not finite (NaN or Inf)");
+  }
 }

@@ -100,15 +100,25 @@ TEST_CASE("info: a model directory's config wins over the built-in shape", "[inf
   CHECK(direct.cfg.n_layer == 3);
   CHECK(direct.cfg.n_positions == 64);
 
-  // A known name is looked up where `gen --model NAME` looks ($GEN_MODELS_DIR first).
+  // A known name is looked up where `gen --model NAME` looks ($GEN_MODELS_DIR first), and counts only
+  // when its directory is complete: an empty or partial one is "not downloaded", the built-in shape.
   write_config(tmp / "gpt2-medium", 5, 128);
+  for (const char* f : {"model.safetensors", "vocab.json", "merges.txt"}) {
+    test::write_file(tmp / (std::string("gpt2-medium/") + f), "");
+  }
+  write_config(tmp / "gpt2-large", 7, 128);  // config.json alone: a download that stopped
+  std::filesystem::create_directories(tmp / "gpt2-xl");
   const char* old = std::getenv("GEN_MODELS_DIR");
   const std::string saved = old ? old : "";
   setenv("GEN_MODELS_DIR", tmp.path().c_str(), 1);
   const ModelSource named = find_model_source("gpt2-medium");
+  const ModelSource partial = find_model_source("gpt2-large"), empty = find_model_source("models/gpt2-xl");
   if (old) setenv("GEN_MODELS_DIR", saved.c_str(), 1); else unsetenv("GEN_MODELS_DIR");
   CHECK(named.cfg.n_layer == 5);
   CHECK(named.config_path == tmp / "gpt2-medium/config.json");
+  CHECK(partial.config_path.find(tmp.path()) == std::string::npos);  // built in (or complete elsewhere)
+  CHECK(partial.cfg.n_layer == ModelConfig::builtin("gpt2-large").n_layer);
+  CHECK(empty.cfg.n_layer == ModelConfig::builtin("gpt2-xl").n_layer);
 
   // A directory without config.json is an error, not a silent fallback.
   std::filesystem::create_directories(tmp / "empty");
@@ -209,4 +219,24 @@ TEST_CASE("device: the GPU memory query says why when there is no GPU", "[info]"
     CHECK_FALSE(cuda_available(&why));
     CHECK(why == g.why);
   }
+}
+
+TEST_CASE("info: a vocabulary padded past the tokenizer says so", "[info]") {
+  test::TempDir tmp;
+  write_config(tmp / "m", 2, 64);  // vocab_size 600
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int i = 0; i < 500; ++i) vocab["t" + std::to_string(i)] = i;
+  test::write_file(tmp / "m/vocab.json", vocab.dump());
+  InfoReport r = make_info_report(find_model_source(tmp / "m"), 64, 1, "fp16");
+  CHECK(r.src.cfg.usable_vocab() == 500);
+  CHECK(r.params == ModelConfig::parse(test::read_file(tmp / "m/config.json"), "c").n_params());  // all rows
+  CHECK_THAT(info_text(r), Catch::Contains("vocab 600 (padded; the tokenizer has 500)\n"));
+  const auto j = nlohmann::json::parse(info_json(r));
+  CHECK(j["config"]["vocab_size"] == 600);
+  CHECK(j["config"]["tokenizer_vocab"] == 500);
+
+  test::write_file(tmp / "m/vocab.json", "not json");  // gen reports a broken vocab.json; info need not
+  r = make_info_report(find_model_source(tmp / "m"), 64, 1, "fp16");
+  CHECK_THAT(info_text(r), !Catch::Contains("padded"));
+  CHECK_FALSE(nlohmann::json::parse(info_json(r))["config"].contains("tokenizer_vocab"));
 }

@@ -7,6 +7,7 @@
 #include "fixture_model.h"
 #include "cpu/cpu_backend.h"
 #include "gen/error.h"
+#include "gen/model.h"
 #include "gen/perplexity.h"
 #include "perplexity_golden.h"
 #include "test_util.h"
@@ -156,4 +157,19 @@ TEST_CASE("token_nll is logsumexp minus the target's logit, in double, without o
   const float three[] = {0.0f, std::log(2.0f), std::log(5.0f)};  // probabilities 1/8, 2/8, 5/8
   REQUIRE(token_nll(three, 3, 2) == Approx(std::log(8.0 / 5.0)).epsilon(1e-6));
   REQUIRE(token_nll(three, 3, 0) == Approx(std::log(8.0)).epsilon(1e-6));
+}
+
+TEST_CASE("perplexity of a padded vocabulary leaves the padded rows out of the softmax", "[perplexity]") {
+  TempDir dir;
+  make_padded_pair(dir / "plain", dir / "padded", 260, 300);
+  const Model plain = load_model(dir / "plain"), padded = load_model(dir / "padded");
+  CpuBackend pb(plain.weights, 2), qb(padded.weights, 2);
+  std::vector<int> ids(150);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int(i * 37 % 260);
+  const PerplexityResult a = perplexity(pb, ids, 32), b = perplexity(qb, ids, 32);
+  REQUIRE(b.tokens_scored == a.tokens_scored);
+  // Included, the padded rows (+-100 x real rows) would hold nearly all of the mass: nll in the hundreds.
+  REQUIRE(b.nll() == Approx(a.nll()).epsilon(1e-5));
+  REQUIRE(a.nll() < 20);
+  REQUIRE_THROWS_WITH(perplexity(qb, {7, 270}, 32), Catch::Contains("token id 270 at 1 is outside [0, 260)"));
 }

@@ -29,6 +29,7 @@ float bits_f(uint32_t u) {
 std::vector<uint8_t> image(const std::string& header, size_t data_bytes, uint64_t n_override = 0) {
   const uint64_t n = n_override ? n_override : header.size();
   std::vector<uint8_t> out(8);
+  out.reserve(8 + header.size() + data_bytes);  // no reallocation (and no GCC 12 -Warray-bounds noise)
   std::memcpy(out.data(), &n, 8);
   out.insert(out.end(), header.begin(), header.end());
   for (size_t i = 0; i < data_bytes; ++i) out.push_back(static_cast<uint8_t>(i * 7 + 1));
@@ -147,17 +148,51 @@ TEST_CASE("write_safetensors then SafeTensors reads back the same tensors", "[lo
   CHECK(st.find("b.half")->offset == 24);  // contiguous in the given order
 }
 
-TEST_CASE("parse_safetensors accepts metadata, gaps and empty tensors", "[loader]") {
+TEST_CASE("parse_safetensors accepts metadata and empty tensors on the tensors' boundaries", "[loader]") {
   auto t = parse(image(R"({"__metadata__": {"format": "pt"},
-      "x": {"dtype": "F16", "shape": [2], "data_offsets": [8, 12]},
-      "e": {"dtype": "BF16", "shape": [3, 0], "data_offsets": [8, 8]},
+      "x": {"dtype": "F16", "shape": [2], "data_offsets": [4, 8]},
+      "e": {"dtype": "BF16", "shape": [3, 0], "data_offsets": [4, 4]},
+      "z": {"dtype": "F32", "shape": [0], "data_offsets": [8, 8]},
       "y": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}})",
-                       16));
-  REQUIRE(t.size() == 3);
-  CHECK(t.at("x").offset == 8);
+                       8));
+  REQUIRE(t.size() == 4);
+  CHECK(t.at("x").offset == 4);
   CHECK(t.at("x").numel() == 2);
   CHECK(t.at("e").numel() == 0);
   CHECK(t.at("y").numel() == 1);
+  REQUIRE(parse(image("{}", 0)).empty());  // no tensors, no data
+}
+
+TEST_CASE("parse_safetensors is as strict as the reference reader: no duplicate names, no gaps, no tail",
+          "[loader]") {
+  const std::string a = R"("a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]})";
+  const std::string b = R"("b": {"dtype": "F16", "shape": [4], "data_offsets": [8, 16]})";
+  REQUIRE(parse(image("{" + a + ", " + b + "}", 16)).size() == 2);
+  // nlohmann alone would keep one of the two entries without a word.
+  REQUIRE_INPUT_ERROR(parse(image("{" + a + ", " + b + ", " + a + "}", 16)),
+                      "duplicate tensor name 'a' in the safetensors header");
+  REQUIRE_INPUT_ERROR(
+      parse(image(R"({"a": {"dtype": "F32", "shape": [2], "dtype": "F16", "data_offsets": [0, 8]}})", 8)),
+      "duplicate key 'dtype' in the safetensors header");
+  REQUIRE_INPUT_ERROR(parse(image(R"({"__metadata__": {"k": "v", "k": "w"}, )" + a + "}", 8)),
+                      "duplicate key 'k'");
+  REQUIRE_INPUT_ERROR(parse(image(R"({"__metadata__": {}, "__metadata__": {}, )" + a + "}", 8)),
+                      "duplicate key '__metadata__'");
+  REQUIRE_NOTHROW(parse(image(R"({"__metadata__": {"a": "x"}, )" + a + "}", 8)));  // scoped per object
+  // Gaps: before the first tensor, between two, and bytes after the last.
+  REQUIRE_INPUT_ERROR(parse(image(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12)),
+                      "4 bytes of the data section before tensor 'a' belong to no tensor");
+  REQUIRE_INPUT_ERROR(
+      parse(image("{" + a + R"(, "b": {"dtype": "F16", "shape": [4], "data_offsets": [10, 18]}})", 18)),
+      "2 bytes of the data section before tensor 'b' (after 'a') belong to no tensor");
+  REQUIRE_INPUT_ERROR(parse(image("{" + a + ", " + b + "}", 20)),
+                      "4 bytes after the last tensor 'b' belong to no tensor (the data section is 20 bytes)");
+  REQUIRE_INPUT_ERROR(parse(image("{}", 3)), "3 bytes after the last tensor belong to no tensor");
+  // An empty tensor off the boundaries, inside another's bytes.
+  REQUIRE_INPUT_ERROR(
+      parse(image("{" + a + R"(, "e": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]}})", 8)),
+      "tensors 'a' and 'e' overlap");
+  REQUIRE_INPUT_ERROR(parse(image("{" + a + ", " + b + "}", 20)), "mem.safetensors");  // names the file
 }
 
 TEST_CASE("parse_safetensors rejects broken files with a specific message", "[loader]") {

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -202,4 +203,24 @@ TEST_CASE("The sampler equals a plain restatement of its algorithm, ties and all
       }
     }
   }
+}
+
+TEST_CASE("logits_finite finds a NaN or an Inf anywhere among the first n logits, and only there", "[sampler]") {
+  std::vector<float> l(1000);
+  for (size_t i = 0; i < l.size(); ++i) l[i] = float(i) * 0.37f - 100.0f;
+  l[3] = -0.0f;
+  l[4] = std::numeric_limits<float>::max();
+  l[5] = -std::numeric_limits<float>::max();
+  l[6] = std::numeric_limits<float>::denorm_min();
+  REQUIRE(logits_finite(l.data(), 1000));
+  for (float bad : {NAN, -NAN, INFINITY, -INFINITY}) {
+    for (size_t at : {size_t(0), size_t(517), size_t(999)}) {
+      std::vector<float> m = l;
+      m[at] = bad;
+      INFO("value " << bad << " at " << at);
+      REQUIRE_FALSE(logits_finite(m.data(), 1000));
+      REQUIRE(logits_finite(m.data(), int(at)));  // before it: finite
+    }
+  }
+  REQUIRE(logits_finite(l.data(), 0));
 }

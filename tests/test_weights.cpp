@@ -1,6 +1,7 @@
 // The weights unit (src/model/weights.cpp): matching a GPT-2 checkpoint (any dtype, with or without the
 // "transformer." prefix and Hugging Face's extra tensors) into Weights, and rejecting what does not fit.
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <random>
@@ -165,4 +166,48 @@ TEST_CASE("match_gpt2_tensors rejects checkpoints that do not fit the config", "
   std::vector<TensorToWrite> head = without("lm_head.weight");
   head.push_back({"lm_head.weight", DType::F32, s2, b2});
   REQUIRE_INPUT_ERROR(load_tiny(head), "tensor 'lm_head.weight' has shape [10, 8], expected [11, 8]");
+}
+
+TEST_CASE("Weights::load refuses a NaN or an Inf, naming the tensor and the element", "[loader]") {
+  const ModelConfig cfg = tiny_config();
+  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    for (float bad : {NAN, INFINITY, -INFINITY}) {
+      INFO(dtype_name(dt) << " " << bad);
+      Checkpoint ck = tiny_checkpoint(cfg, dt, "transformer.", false);
+      for (auto& t : ck.tensors) {
+        if (t.name != "transformer.h.1.attn.c_attn.weight") continue;
+        std::vector<float> v = ck.expect.at("h.1.attn.c_attn.weight");
+        v[77] = bad;
+        t.bytes = encode(v, dt);
+      }
+      const std::string what = std::string("tensor 'transformer.h.1.attn.c_attn.weight' holds ") +
+                               (std::isnan(bad) ? "a NaN" : "an Inf") + " at element 77";
+      REQUIRE_INPUT_ERROR(load_tiny(ck.tensors), what);
+      REQUIRE_INPUT_ERROR(load_tiny(ck.tensors), "model.safetensors");
+    }
+  }
+  // Two bad tensors: the first in the checkpoint's spec order (wpe before ln_f) is named, whatever the
+  // order the parallel conversion met them in.
+  Checkpoint ck = tiny_checkpoint(cfg, DType::F32, "", false);
+  for (auto& t : ck.tensors) {
+    if (t.name == "ln_f.bias" || t.name == "wpe.weight") {
+      t.bytes = encode(std::vector<float>(t.bytes.size() / 4, NAN), DType::F32);
+    }
+  }
+  REQUIRE_INPUT_ERROR(load_tiny(ck.tensors), "tensor 'wpe.weight' holds a NaN at element 0");
+}
+
+TEST_CASE("Weights::load finds a NaN past the first conversion piece of a big tensor", "[loader]") {
+  // wte of 140000 x 8 = 1.12 M elements: converted (and checked) in two pieces of 2^20.
+  const ModelConfig cfg = ModelConfig::parse(R"({"n_layer": 1, "n_head": 2, "n_embd": 8, "n_positions": 5,
+                                                 "vocab_size": 140000, "eos_token_id": 10})",
+                                             "big");
+  Checkpoint ck = tiny_checkpoint(cfg, DType::BF16, "", false);
+  std::vector<float> v = ck.expect.at("wte.weight");
+  v[1100000] = INFINITY;
+  ck.tensors[0].bytes = encode(v, DType::BF16);
+  test::TempDir dir;
+  write_safetensors(dir / "model.safetensors", ck.tensors);
+  SafeTensors st(dir / "model.safetensors");
+  REQUIRE_INPUT_ERROR(Weights::load(st, cfg), "tensor 'wte.weight' holds an Inf at element 1100000");
 }

@@ -43,14 +43,16 @@ class Backend {
   // Runs the new tokens of each sequence. With a cache, K and V of the new positions are written
   // to the sequence's slot and attention reads the slot's positions [0, pos0 + n); the slot's length
   // becomes pos0 + n. Without one (nullptr) each sequence is its whole self from position 0. Writes
-  // the last position's logits of each sequence into logits_out, [batch.size()][V] fp32.
+  // the last position's logits of each sequence into logits_out, [batch.size()][V] fp32; the columns
+  // of a padded vocabulary (config().usable_vocab() .. V) are -inf.
   void forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out);
   // forward(), but the logits of EVERY new position reach ln_f and the LM head (to score text:
   // perplexity). logits_out is [T][V] fp32, T = new tokens of the whole batch, rows in batch order
   // (sequence 0's tokens, then sequence 1's, ...). The caller bounds T: T x V floats live on the host
   // and, on CUDA, on the device.
   void forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out);
-  // forward(), then one draw per sequence with gen::sample, into tokens_out [batch.size()].
+  // forward(), then one draw per sequence with gen::sample over the usable ids, into tokens_out
+  // [batch.size()]. Throws Error naming the step when a sequence's logits are not all finite.
   void forward_sample(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
                       int* tokens_out);
   // One line on the device memory the backend holds, for the run's summary ("" when not relevant).
@@ -63,8 +65,9 @@ class Backend {
   // backend's cache type is safe); its lengths still hold the positions before this call.
   // all_rows: the logits of every new position ([T, V]); else each sequence's last ([B, V]).
   virtual void compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) = 0;
-  // compute(), then the draws. This default samples on the host; the CUDA backend samples on the GPU
-  // (only ids cross to the host) and replays a captured graph for decode steps.
+  // compute(), then the draws over config().usable_vocab() ids; a sequence whose logits there are not
+  // all finite gets -1. This default samples on the host; the CUDA backend samples on the GPU (only
+  // ids cross to the host) and replays a captured graph for decode steps.
   virtual void compute_sample(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
                               int* tokens_out);
 

@@ -14,6 +14,14 @@ struct ModelConfig {
   float layer_norm_epsilon = 1e-5f;
   std::string activation_function = "gelu_new";
   int eos_token_id = 50256;  // -1: none (config without one and a vocabulary too small for 50256)
+  // The tokenizer's ids when the vocabulary is padded past it (nanoGPT and llm.c export 50304 rows for
+  // 50257 ids); set by load_model. 0: not padded. Rows at or past it are never drawn or scored.
+  int tokenizer_vocab = 0;
+
+  // Ids that can be drawn or scored: the tokenizer's when padded, else vocab_size.
+  int usable_vocab() const {
+    return tokenizer_vocab > 0 && tokenizer_vocab < vocab_size ? tokenizer_vocab : vocab_size;
+  }
 
   int head_dim() const { return n_embd / n_head; }  // D
   // Number of parameters (the LM head is tied to wte, so not counted twice).

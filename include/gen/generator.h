@@ -94,9 +94,9 @@ struct Session {
 
 class Generator {
  public:
-  Generator(Backend& backend, const Tokenizer& tokenizer) : backend_(backend), tok_(tokenizer) {}
+  Generator(Backend& backend, const Tokenizer& tokenizer);
   // Prompt text -> ids: an empty prompt is <|endoftext|>; a prompt longer than the context throws
-  // InputError.
+  // InputError, before tokenizing when its bytes alone show it cannot fit.
   std::vector<int> encode_prompt(const std::string& text, int max_ctx) const;
   // One prompt. With a session (and opt.use_cache) the cached prefix is reused and the session keeps
   // the cache for the next call.
@@ -113,6 +113,7 @@ class Generator {
   class Loop;  // one run: admitting requests, building a step, accepting its tokens
   Backend& backend_;
   const Tokenizer& tok_;
+  size_t max_token_bytes_ = 0;  // the longest token's bytes
 };
 
 // The context a run uses: opt.max_ctx when set (checked against n_positions), else n_positions.

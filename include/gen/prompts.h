@@ -9,6 +9,15 @@
 
 namespace gen {
 
+// The ranges of the generation settings, the same for flags and for .jsonl fields.
+namespace limits {
+constexpr int max_new_tokens = 1 << 24;
+constexpr double max_temperature = 100;
+constexpr int max_top_k = 1 << 24;
+constexpr int max_ctx = 1 << 20;
+constexpr int max_samples = 4096;
+}  // namespace limits
+
 // The bytes of a file the user named (a prompt, a prompts file, a text to score). Throws InputError
 // "cannot read <what>: <reason> (<path>)" when it is missing, a directory, or unreadable.
 std::string read_user_file(const std::string& path, const std::string& what);
@@ -23,6 +32,7 @@ struct PromptSpec {
   std::optional<int> top_k;
   std::optional<float> top_p;
   std::optional<unsigned long long> seed;
+  std::optional<std::vector<std::string>> stop;  // "stop": a string or an array of strings
   std::string error;  // non-empty: this prompt cannot run (the reason)
 };
 

@@ -14,6 +14,9 @@ struct SamplingParams {
 };
 
 int argmax(const float* logits, int n);
+// False when some logit of [0, n) is NaN or +-Inf. The CPU twin of the check gen::cuda::sample makes
+// with check_finite (a model whose numbers overflowed must stop, not draw from NaN).
+bool logits_finite(const float* logits, int n);
 // Scratch reused across calls, so the generation loop does not allocate once it has grown.
 struct SampleScratch {
   std::vector<float> z;     // [n] logit / T

@@ -2,6 +2,7 @@
 // turns its errors into one-line InputErrors, and the device flags.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <sstream>
 #include <string>
 
@@ -29,12 +30,28 @@ void require_range(const char* flag, T value, T lo, T hi, const char* what) {
   }
 }
 
-// Integer flags are decimal: CLI11 alone reads "010" as eight and accepts "0x10". This transform
-// refuses anything but an optional '-' (when `negative`) and digits, and drops leading zeros. An
-// unsigned 64-bit flag (--seed) also gets its upper bound checked here, where the text still is exact.
-CLI::Validator decimal(bool negative, bool uint64 = false);
+// An integer flag's check, on the text as typed: decimal digits only (CLI11 alone reads "010" as
+// eight and takes "0x10"), an optional '-', leading zeros dropped, and lo <= value <= hi. It throws
+// InputError "<flag> <typed> is not a decimal integer" or "<flag> <typed> is out of range: must be in
+// lo..hi", with the real bounds (any length of digits is compared exactly, so 2^64 is out of range).
+CLI::Validator decimal(const std::string& flag, long long lo, long long hi);
+// --seed: 0..2^64-1 as above.
+CLI::Validator decimal_u64(const std::string& flag);
+// A real flag's check on the text as typed: a decimal number (no hex floats) in [lo, hi], or (lo, hi]
+// when lo_open; NaN is out of range.
+CLI::Validator number_in(const std::string& flag, double lo, double hi, bool lo_open = false);
 
-// The ranges of -n (from min_new_tokens), --temperature, --top-k, --top-p, --ctx and --threads.
-void check_generation_flags(const GenOptions& g, int threads, int min_new_tokens, const char* new_tokens_rule);
+// -n/--max-new-tokens (min_new_tokens..limits::max_new_tokens), --temperature, --top-k, --top-p.
+void add_sampling_flags(CLI::App& app, GenOptions* g, int min_new_tokens);
+
+// A seed drawn from the OS's entropy, for runs without --seed (reported, so that they can be repeated).
+uint64_t random_seed();
+
+// The text flags (--stop, --system, ...) are checked as prompts are: UTF-8, else InputError naming the
+// byte offset and the flag.
+void require_utf8(const std::string& text, const std::string& flag);
+
+// --threads above the machine's cores is allowed; this one stderr note says so ("" when not above).
+std::string threads_note(int threads);
 
 }  // namespace gen

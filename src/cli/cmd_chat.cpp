@@ -12,7 +12,9 @@
 
 #include "gen/chat.h"
 #include "cli/cli_common.h"
+#include "gen/prompts.h"
 #include "cli/commands.h"
+#include "cli/stdout_writer.h"
 #include "gen/error.h"
 #include "gen/device.h"
 #include "gen/model.h"
@@ -32,8 +34,6 @@ struct ChatCli {
 };
 
 void validate(const ChatCli& o) {
-  const GenOptions& g = o.chat.gen;
-  check_generation_flags(g, o.threads, 1, "must be >= 1 (tokens per reply)");
   const std::pair<const char*, const std::string*> texts[] = {{"--system", &o.chat.system},
                                                               {"--user-prefix", &o.chat.user_prefix},
                                                               {"--bot-prefix", &o.chat.bot_prefix}};
@@ -51,16 +51,15 @@ ChatCli parse(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   app.add_option("--model", o.model,
                  "model directory, or gpt2 | gpt2-medium | gpt2-large | gpt2-xl (models/NAME)");
-  app.add_option("-n,--max-new-tokens", g.max_new_tokens, "tokens per reply at most")->transform(decimal(true));
-  app.add_option("--temperature", g.sampling.temperature, "0: greedy (argmax)");
-  app.add_option("--top-k", g.sampling.top_k, "keep the K most likely tokens (0: off)")->transform(decimal(true));
-  app.add_option("--top-p", g.sampling.top_p, "keep the smallest set of tokens with mass >= P (1: off)");
-  app.add_option("--seed", g.seed, "sampling seed (every reply draws with it)")->transform(decimal(false, true));
+  add_sampling_flags(app, &g, 1);
+  std::optional<uint64_t> seed;
+  app.add_option("--seed", seed, "sampling seed, every reply draws with it (default: a random one, reported)")
+      ->transform(decimal_u64("--seed"));
   auto* uc = app.add_flag("--use-cache", g.use_cache, "keep the KV cache across turns (default)");
   auto* nc = app.add_flag("!--no-cache", g.use_cache, "recompute the whole conversation every step");
   uc->excludes(nc);
   app.add_option("--ctx", g.max_ctx, "context length (0: n_positions); the oldest turns are dropped to fit")
-      ->transform(decimal(true));
+      ->transform(decimal("--ctx", 0, limits::max_ctx));
   app.add_option("--system", o.chat.system, "text that starts the conversation");
   app.add_option("--user-prefix", o.chat.user_prefix, "put before each user line");
   app.add_option("--bot-prefix", o.chat.bot_prefix, "put after each user line; the reply follows it");
@@ -69,15 +68,10 @@ ChatCli parse(int argc, char** argv) {
     o.help = true;
     return o;
   }
+  g.seed = seed ? *seed : random_seed();
   validate(o);
   return o;
 }
-
-// Ctrl-C stops the reply being generated; at the "> " prompt it keeps its default action.
-struct SigintDuringReply {
-  SigintDuringReply() { install_sigint(); }
-  ~SigintDuringReply() { restore_sigint(); }
-};
 
 std::string turn_summary(const ChatTurn& t, int ctx) {
   const Timing& tm = t.result.timing;
@@ -92,24 +86,20 @@ std::string turn_summary(const ChatTurn& t, int ctx) {
   return buf;
 }
 
-// One line -> one turn. Returns false when Ctrl-C ended the reply (the chat ends).
-bool chat_turn(Chat& chat, const std::string& line) {
+// One line -> one turn. A Ctrl-C stops the reply after the current step (its summary says "finish
+// interrupted"); the partial reply stays in the conversation, as one ended by -n does.
+void chat_turn(Chat& chat, const std::string& line) {
   Chat::Callbacks cb;
-  cb.on_text = [](const std::string& s) { std::cout << s << std::flush; };
+  cb.on_text = [](const std::string& s) { write_stdout(s); };
   cb.on_trim = [](int dropped, int to_prefill) {
     std::cerr << "[chat] context full: dropped the "
               << (dropped == 1 ? "oldest turn" : std::to_string(dropped) + " oldest turns") << "; prefilling "
               << to_prefill << " tokens again\n";
   };
-  ChatTurn t;
-  {
-    SigintDuringReply guard;
-    t = chat.turn(line, cb);
-  }
-  std::cout << "\n" << std::flush;
+  const ChatTurn t = chat.turn(line, cb);
+  g_chat_waiting = 1;  // the reply is over: from here a Ctrl-C ends the chat
+  write_stdout("\n");
   std::cerr << turn_summary(t, chat.context());
-  // The flag too: a Ctrl-C that lands before the first step leaves no "interrupted" result.
-  return t.result.finish_reason != "interrupted" && !g_interrupted;
 }
 
 }  // namespace
@@ -117,7 +107,7 @@ bool chat_turn(Chat& chat, const std::string& line) {
 int run_chat(int argc, char** argv) {
   ChatCli opt = parse(argc, argv);
   if (opt.help) {
-    std::cout << opt.help_text;
+    write_stdout(opt.help_text);
     return 0;
   }
   std::string note;
@@ -128,24 +118,35 @@ int run_chat(int argc, char** argv) {
   Generator generator(*backend, *model.tokenizer);
   opt.chat.gen.stop = &g_interrupted;
   Chat chat(generator, *model.tokenizer, opt.chat, ctx);
-  if (!note.empty()) std::cerr << note << "\n";  // after every input check: an error stays one line
+  if (!note.empty()) note += "\n";
+  note += threads_note(opt.threads);
+  if (!note.empty() && note.back() != '\n') note += "\n";
+  if (opt.chat.gen.sampling.temperature > 0) {  // the seed the replies draw with: --seed repeats them
+    note += "[chat] seed " + std::to_string(opt.chat.gen.seed) + "\n";
+  }
+  std::cerr << note;  // after every input check: an error stays one line
 
   const bool tty = isatty(STDIN_FILENO) == 1;
+  install_chat_sigint(tty);
   std::string line;
+  int failed = 0;
   for (long line_no = 1;; ++line_no) {
-    if (tty) std::cout << "> " << std::flush;
+    g_chat_waiting = 1;  // Ctrl-C while waiting for a line ends the chat (exit 130)
+    g_interrupted = 0;
+    if (tty) write_stdout("> ");
     if (!std::getline(std::cin, line)) break;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;  // a bare Enter is not a turn
+    g_chat_waiting = 0;  // Ctrl-C now stops the reply
     try {
-      if (!chat_turn(chat, line)) return int(ExitCode::interrupted);
+      chat_turn(chat, line);
     } catch (const InputError& e) {  // this turn only: the conversation is unchanged
-      std::cout << std::flush;
+      ++failed;
       std::cerr << "error: " << e.what() << " (stdin line " << line_no << ")\n";
     }
   }
-  if (tty) std::cout << "\n" << std::flush;
-  return 0;
+  if (tty) write_stdout("\n");
+  return failed > 0 ? int(ExitCode::some_failed) : 0;  // as a batch with error lines
 }
 
 }  // namespace gen

@@ -1,4 +1,4 @@
-// gen perplexity --model DIR|NAME --file TEXT [--context N] [--json] [--device D] [--dtype T] [--threads N]
+// gen perplexity --model DIR|NAME --file TEXT [--ctx N] [--json] [--device D] [--dtype T] [--threads N]
 // Every input is checked before the result is computed; the result is printed whole or not at all.
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -7,7 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_common.h"
+#include "gen/prompts.h"
 #include "cli/commands.h"
+#include "cli/stdout_writer.h"
 #include "gen/error.h"
 #include "gen/device.h"
 #include "gen/model.h"
@@ -33,30 +35,22 @@ struct PplOptions {
 
 PplOptions parse(int argc, char** argv) {
   PplOptions o;
-  CLI::App app{"gen perplexity: perplexity of a text file, in non-overlapping windows of --context tokens",
+  CLI::App app{"gen perplexity: perplexity of a text file, in non-overlapping windows of --ctx tokens",
                "gen perplexity"};
   app.add_option("--model", o.model,
                  "model directory, or gpt2 | gpt2-medium | gpt2-large | gpt2-xl (models/NAME)")
       ->capture_default_str();
   app.add_option("--file", o.file, "UTF-8 text to score")->required();
   auto* ctx =
-      app.add_option("--context", o.context, "window length in tokens, 2..n_positions (default n_positions)")
-          ->transform(decimal(true));
+      app.add_option("--ctx,--context", o.context, "window length in tokens, 2..n_positions (default n_positions)")
+          ->transform(decimal("--ctx", 2, limits::max_ctx));
   add_device_flags(app, &o.device, &o.dtype, &o.threads);
   app.add_flag("--json", o.json, R"(one line {"ppl", "nll", "tokens_scored", "windows", ...} on stdout)");
   if (parse_cli(app, argc, argv, "gen perplexity", &o.help_text) == Parsed::help) {
     o.help = true;
     return o;
   }
-  o.context_given = ctx->count() > 0;
-  if (o.context_given && o.context < 2) {  // the upper bound needs the model's config
-    throw InputError("--context " + std::to_string(o.context) + " is out of range: at least 2", "--context");
-  }
-  if (o.threads < 0 || o.threads > 4096) {
-    throw InputError(
-        "--threads " + std::to_string(o.threads) + " is out of range: must be >= 0 (0: all cores)",
-        "--threads");
-  }
+  o.context_given = ctx->count() > 0;  // its upper bound, n_positions, needs the model's config
   return o;
 }
 
@@ -96,7 +90,7 @@ int run_perplexity(int argc, char** argv) {
   using Clock = std::chrono::steady_clock;
   const PplOptions opt = parse(argc, argv);
   if (opt.help) {
-    std::cout << opt.help_text;
+    write_stdout(opt.help_text);
     return 0;
   }
   const std::string text = read_text(opt.file);
@@ -106,9 +100,9 @@ int run_perplexity(int argc, char** argv) {
   const int n_pos = model.cfg.n_positions;
   const int context = opt.context_given ? opt.context : n_pos;
   if (context > n_pos) {
-    throw InputError("--context " + std::to_string(context) + " is outside 2.." + std::to_string(n_pos) +
+    throw InputError("--ctx " + std::to_string(context) + " is out of range: must be in 2.." + std::to_string(n_pos) +
                          " (the model's n_positions)",
-                     "--context");
+                     "--ctx");
   }
   const std::vector<int> tokens = model.tokenizer->encode(text);
   if (tokens.size() < 2) {
@@ -130,7 +124,7 @@ int run_perplexity(int argc, char** argv) {
   }
   const double run_tokens = double(res.tokens_scored + res.windows);  // every token of every window
   const double tps = secs > 0 ? run_tokens / secs : 0.0;
-  std::cout << result_text(res, tokens.size(), context, device_name(device), tps, opt.json) << std::flush;
+  write_stdout(result_text(res, tokens.size(), context, device_name(device), tps, opt.json));
   return 0;
 }
 

@@ -11,6 +11,12 @@ extern volatile std::sig_atomic_t g_interrupted;
 void install_sigint();
 void restore_sigint();
 
+// gen chat's Ctrl-C: during a reply the first one sets g_interrupted (the reply stops, the chat goes
+// on); one while g_chat_waiting is set (gen chat waits for a line), or a second one during a reply,
+// ends the chat at once with exit 130 (a newline first on stdout when `newline`, for the terminal).
+extern volatile std::sig_atomic_t g_chat_waiting;
+void install_chat_sigint(bool newline);
+
 int run_perplexity(int argc, char** argv);
 int run_info(int argc, char** argv);
 int run_chat(int argc, char** argv);

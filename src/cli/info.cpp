@@ -2,6 +2,7 @@
 #include "cli/info.h"
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -50,6 +51,15 @@ std::string digits(uint64_t n) {
 
 std::string bytes(uint64_t n) { return digits(n) + " B (" + human_bytes(double(n)) + ")"; }
 
+// The number of tokens in vocab.json, to tell a padded vocabulary; 0 when the file is absent or not a
+// JSON object (gen itself reports a broken one: a calculator need not).
+int vocab_json_ids(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return 0;
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  return j.is_object() ? int(j.size()) : 0;
+}
+
 }  // namespace
 
 const char* MemoryFit::verdict() const {
@@ -70,24 +80,26 @@ ModelSource find_model_source(const std::string& model_arg) {
   ModelSource s;
   s.model = model_arg;
   std::string dir;
-  if (fs::is_directory(model_arg)) {
-    dir = model_arg;
-  } else {
-    const std::string name = model_name(model_arg);
-    if (!is_known_model_name(name)) {
-      throw InputError("no model directory '" + model_arg +
-                           "' and not a known name (gpt2, gpt2-medium, gpt2-large, gpt2-xl)",
-                       "--model");
-    }
+  const std::string name = model_name(model_arg);
+  if (is_known_model_name(name)) {
     try {
-      dir = resolve_model_dir(name);  // where `gen --model NAME` would find it
+      dir = resolve_model_dir(model_arg);  // where `gen --model NAME` would find it, complete
     } catch (const InputError&) {
-      s.cfg = ModelConfig::builtin(name);  // not downloaded: the published shape answers as well
+      // Not downloaded (absent, empty or partial): the published shape answers as well.
+      s.cfg = ModelConfig::builtin(name);
       return s;
     }
+  } else if (fs::is_directory(model_arg)) {
+    dir = model_arg;
+  } else {
+    throw InputError("no model directory '" + model_arg +
+                         "' and not a known name (gpt2, gpt2-medium, gpt2-large, gpt2-xl)",
+                     "--model");
   }
   s.config_path = dir + "/config.json";
   s.cfg = ModelConfig::load(s.config_path);
+  const int ids = vocab_json_ids(dir + "/vocab.json");
+  if (ids > 0 && ids < s.cfg.vocab_size) s.cfg.tokenizer_vocab = ids;  // a padded vocabulary
   return s;
 }
 
@@ -138,7 +150,9 @@ std::string info_text(const InfoReport& r) {
   o << "model       " << r.src.model << "  ("
     << (r.src.config_path.empty() ? "built-in shape: no model directory found" : r.src.config_path) << ")\n";
   o << "config      " << c.n_layer << " layers, " << c.n_head << " heads, n_embd " << c.n_embd << ", head_dim "
-    << c.head_dim() << ", n_positions " << c.n_positions << ", vocab " << c.vocab_size << "\n";
+    << c.head_dim() << ", n_positions " << c.n_positions << ", vocab " << c.vocab_size;
+  if (c.usable_vocab() < c.vocab_size) o << " (padded; the tokenizer has " << c.usable_vocab() << ")";
+  o << "\n";
   o << "parameters  " << digits(uint64_t(r.params)) << "  (LM head tied to wte, counted once)\n";
   o << "weights     fp32 " << bytes(r.weight_bytes_fp32) << "   fp16 " << bytes(r.weight_bytes_16) << "   bf16 "
     << bytes(r.weight_bytes_16) << "   int8 (CPU) " << bytes(r.weight_bytes_int8) << "\n";
@@ -185,6 +199,7 @@ std::string info_json(const InfoReport& r) {
   j["config"] = {{"n_layer", c.n_layer},         {"n_head", c.n_head},
                  {"n_embd", c.n_embd},           {"head_dim", c.head_dim()},
                  {"n_positions", c.n_positions}, {"vocab_size", c.vocab_size}};
+  if (c.usable_vocab() < c.vocab_size) j["config"]["tokenizer_vocab"] = c.usable_vocab();  // padded
   j["params"] = r.params;
   j["weight_bytes"] = {{"fp32", r.weight_bytes_fp32},
                        {"fp16", r.weight_bytes_16},

@@ -1,6 +1,7 @@
 // gen info: what a model needs in memory (weights, KV cache) and whether this machine can hold it.
-// Everything comes from config.json (or a built-in GPT-2 shape): no weights are read, so it answers
-// for models that are not downloaded and for contexts and batches nobody has tried yet.
+// Everything comes from config.json (or a built-in GPT-2 shape; vocab.json's size tells a padded
+// vocabulary): no weights are read, so it answers for models that are not downloaded and for contexts
+// and batches nobody has tried yet.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -19,8 +20,9 @@ struct ModelSource {
   std::string config_path;  // the config.json read; empty when `cfg` is a built-in shape
   ModelConfig cfg;
 };
-// A directory (or a known name found where `gen --model NAME` looks) with its config.json; else a
-// known name's built-in shape; else InputError. Reads nothing but config.json.
+// A directory (or a known name found complete where `gen --model NAME` looks) with its config.json;
+// else a known name's built-in shape (an empty or partial models/NAME counts as not downloaded); else
+// InputError. Reads config.json, and vocab.json's size to tell a padded vocabulary (cfg.tokenizer_vocab).
 ModelSource find_model_source(const std::string& model_arg);
 
 // Bytes per element of "fp32" (4), "fp16", "bf16" (2); InputError for anything else.

@@ -7,6 +7,7 @@
 #include <new>
 
 #include "cli/batch.h"
+#include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "gen/error.h"
 #include "gen/device.h"
@@ -14,6 +15,7 @@
 #include "cli/options.h"
 #include "cli/output.h"
 #include "cli/report.h"
+#include "cli/stdout_writer.h"
 
 namespace {
 
@@ -29,8 +31,8 @@ int exit_code(const gen::GenResult& r) {
 
 // Streamed text mode: the prompt now, then each piece of generated text as it comes.
 gen::TextCallback echo_and_stream(const std::string& prompt) {
-  std::cout << prompt << std::flush;
-  return [](const std::string& s) { std::cout << s << std::flush; };
+  gen::write_stdout(prompt);
+  return [](const std::string& s) { gen::write_stdout(s); };
 }
 
 // One prompt, text streamed to stdout (or one JSON line), the summary on stderr.
@@ -43,20 +45,22 @@ int run_single(const gen::Options& opt, gen::Generator& generator, const std::ve
   res.timing.load_ms = load_ms;
   if (trace) trace->close();
   if (opt.json) {
-    std::cout << gen::result_json(info, res) << "\n" << std::flush;
+    gen::write_stdout(gen::result_json(info, res) + "\n");
   } else {
-    std::cout << "\n" << std::flush;
+    gen::write_stdout("\n");
     std::cerr << gen::timing_summary(info, res);
   }
   return exit_code(res);
 }
 
-// --compare: the same prompt with the cache, then without; one table (or one JSON object).
+// --compare: the same prompt with the cache, then without; one table (or one JSON object). After a
+// Ctrl-C it prints what it has: the cut run (and one never started) with finish "interrupted", exit 130.
 int run_compare(const gen::Options& opt, gen::Generator& generator, const std::vector<int>& ids,
                 const std::string& prompt, const std::string& device, const std::string& dtype,
                 gen::TraceWriter* trace) {
   gen::CompareRun runs[2];
-  for (int i = 0; i < 2; ++i) {
+  bool cut = false;
+  for (int i = 0; i < 2 && !cut; ++i) {
     gen::GenOptions o = opt.gen;
     o.use_cache = i == 0;
     auto on_step = [&](const gen::StepInfo& s) {
@@ -66,16 +70,20 @@ int run_compare(const gen::Options& opt, gen::Generator& generator, const std::v
     const gen::TextCallback stream = !opt.json && i == 0 ? echo_and_stream(prompt) : gen::TextCallback();
     if (!opt.json) std::cerr << "[gen] --compare: running " << (o.use_cache ? "with" : "without") << " the KV cache\n";
     runs[i].result = generator.generate(ids, o, stream, nullptr, on_step);
-    if (i == 0 && !opt.json) std::cout << "\n" << std::flush;
-    if (runs[i].result.finish_reason == "interrupted") return int(gen::ExitCode::interrupted);
+    if (i == 0 && !opt.json) gen::write_stdout("\n");
+    cut = runs[i].result.finish_reason == "interrupted";
+  }
+  if (runs[1].result.finish_reason.empty()) {  // cut during the first run: the second never began
+    runs[1].result.prompt_tokens = ids;
+    runs[1].result.finish_reason = "interrupted";
   }
   if (trace) trace->close();
   if (opt.json) {
-    std::cout << gen::compare_json(runs[0], runs[1], prompt, device, dtype) << "\n" << std::flush;
+    gen::write_stdout(gen::compare_json(runs[0], runs[1], prompt, device, dtype, opt.gen.seed) + "\n");
   } else {
-    std::cout << "\n" << gen::compare_table(runs[0], runs[1], device) << std::flush;
+    gen::write_stdout("\n" + gen::compare_table(runs[0], runs[1], device));
   }
-  return 0;
+  return cut ? int(gen::ExitCode::interrupted) : 0;
 }
 
 // The subcommands by name (argv from the command's name on); nullptr for any other word.
@@ -108,11 +116,11 @@ int run(int argc, char** argv) {
   }
   gen::Options opt = gen::parse_options(argc, argv);
   if (opt.help) {
-    std::cout << opt.help_text;
+    gen::write_stdout(opt.help_text);
     return 0;
   }
   if (opt.version) {
-    std::cout << "gen 0.1.0\n";
+    gen::write_stdout("gen 0.1.0\n");
     return 0;
   }
   std::string note;
@@ -125,6 +133,15 @@ int run(int argc, char** argv) {
   } else {
     prompt = gen::read_prompt(opt);
   }
+  if (!opt.prompts_file && opt.samples > 1) {  // K completions of one prompt: a batch of one prompt
+    gen::PromptSpec p;
+    p.line = 1;
+    p.text = prompt;
+    prompts.push_back(std::move(p));
+  }
+  const bool batch = !prompts.empty();
+  const std::string more_threads = gen::threads_note(opt.threads);
+  if (!more_threads.empty()) note += (note.empty() ? "" : "\n") + more_threads;
   std::unique_ptr<gen::BatchOutput> output;
   if (!opt.output.empty()) output = std::make_unique<gen::BatchOutput>(opt.output, opt.resume, prompts);
   std::unique_ptr<gen::TraceWriter> trace;
@@ -136,10 +153,12 @@ int run(int argc, char** argv) {
   const double load_ms = ms_since(t0);
   gen::Generator generator(*backend, *model.tokenizer);
   opt.gen.stop = &gen::g_interrupted;
-  if (opt.prompts_file) {
+  if (batch) {
     if (!note.empty()) std::cerr << note << "\n";
     gen::BatchContext ctx{opt, generator, *model.tokenizer, *backend, gen::device_name(device), load_ms, trace.get()};
-    return gen::run_batch(ctx, prompts, output.get());
+    const int rc = gen::run_batch(ctx, prompts, output.get());
+    if (output) output->close();  // a write lost at close() is still an error, exit 1
+    return rc;
   }
   const int ctx = gen::effective_context(model.cfg, opt.gen.max_ctx);
   const std::vector<int> ids = generator.encode_prompt(prompt, ctx);
@@ -148,7 +167,7 @@ int run(int argc, char** argv) {
   const int rc = opt.compare ? run_compare(opt, generator, ids, prompt, gen::device_name(device), backend->dtype(), trace.get())
                              : run_single(opt, generator, ids, prompt,
                                           gen::RunInfo{0, prompt, gen::device_name(device), backend->dtype(), opt.gen.use_cache,
-                                                       backend->memory_summary()},
+                                                       backend->memory_summary(), opt.gen.seed},
                                           load_ms, trace.get());
   gen::restore_sigint();
   return rc;
@@ -158,6 +177,7 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   try {
+    gen::guard_standard_fds();  // before any file is opened
     gen::set_cpu_threads(0);  // before any parallel region; --threads sets it again for the run
     return run(argc, argv);
   } catch (const gen::Error& e) {

@@ -12,17 +12,16 @@ namespace gen {
 namespace {
 
 void validate(const Options& o) {
-  const auto& g = o.gen;
-  check_generation_flags(g, o.threads, 0, "must be >= 0");
-  require_range("--batch-size", o.batch_size, 1, 4096, "must be in 1..4096");
   if (!o.prompt && !o.prompt_file && !o.prompts_file) {
-    throw InputError("one of --prompt, --prompt-file or --prompts-file is required", "usage");
+    throw InputError("a prompt is required: gen \"TEXT\", --prompt, --prompt-file or --prompts-file", "usage");
   }
   if (o.resume && o.output.empty()) throw InputError("--resume needs --output FILE", "--resume");
   if (!o.output.empty() && !o.prompts_file) throw InputError("--output goes with --prompts-file", "--output");
   if (o.compare && o.prompts_file) throw InputError("--compare takes one prompt, not --prompts-file", "--compare");
+  if (o.compare && o.samples > 1) throw InputError("--compare runs one sample, not --samples", "--compare");
   for (const auto& s : o.gen.stop_strings) {
     if (s.empty()) throw InputError("--stop needs a non-empty string", "--stop");
+    require_utf8(s, "--stop");
   }
 }
 
@@ -30,6 +29,8 @@ void validate(const Options& o) {
 
 Options parse_options(int argc, const char* const* argv) {
   Options o;
+  std::string positional;
+  std::optional<uint64_t> seed;
   CLI::App app{"gen: GPT-2 text generation with a KV cache (CPU and CUDA)", "gen"};
   app.option_defaults()->always_capture_default();
   app.set_version_flag("--version", "gen 0.1.0");
@@ -41,33 +42,37 @@ Options parse_options(int argc, const char* const* argv) {
       "  gen info         memory a model needs (weights, KV cache) and whether it fits\n"
       "  gen help CMD     a command's options (also: gen CMD --help)");
   auto* p = app.add_option("-p,--prompt", o.prompt, "prompt text");
+  auto* pos = app.add_option("TEXT", positional, "prompt text (as --prompt): gen \"TEXT\"");
   auto* pf = app.add_option("--prompt-file", o.prompt_file, "read the prompt from FILE ('-': stdin)");
   auto* pm = app.add_option("--prompts-file", o.prompts_file,
                             "many prompts: one per line, or .jsonl {\"prompt\": ...} objects");
   p->excludes(pf);
   p->excludes(pm);
+  pos->excludes(p);
+  pos->excludes(pf);
+  pos->excludes(pm);
   pf->excludes(pm);
   app.add_option("--batch-size", o.batch_size, "prompts decoded together (continuous batching)")
-      ->transform(decimal(true));
+      ->transform(decimal("--batch-size", 1, 4096));
+  app.add_option("--samples", o.samples, "completions per prompt, each with its own seed (seed + k)")
+      ->transform(decimal("--samples", 1, limits::max_samples));
   app.add_option("--output", o.output, "append each finished prompt's JSON line to FILE");
   app.add_flag("--resume", o.resume, "skip the prompts whose index is already in --output");
   auto* cmp = app.add_flag("--compare", o.compare, "run with and without the KV cache and compare");
   app.add_option("--trace", o.trace, "write one CSV row per step (mode,step,context,batch,step_ms)");
   app.add_option("--stop", o.gen.stop_strings, "stop when the generated text contains STR (repeatable)")
       ->allow_extra_args(false);
-  app.add_option("-n,--max-new-tokens", o.gen.max_new_tokens, "tokens to generate")->transform(decimal(true));
-  app.add_option("--temperature", o.gen.sampling.temperature, "0: greedy (argmax)");
-  app.add_option("--top-k", o.gen.sampling.top_k, "keep the K most likely tokens (0: off)")->transform(decimal(true));
-  app.add_option("--top-p", o.gen.sampling.top_p, "keep the smallest set of tokens with mass >= P (1: off)");
-  app.add_option("--seed", o.gen.seed, "sampling seed: the same seed gives the same text (0..2^64-1)")
-      ->transform(decimal(false, true));
+  add_sampling_flags(app, &o.gen, 0);
+  app.add_option("--seed", seed, "sampling seed, 0..2^64-1 (default: a random one, reported)")
+      ->transform(decimal_u64("--seed"));
   auto* uc = app.add_flag("--use-cache", o.gen.use_cache, "use the KV cache (default)");
   auto* nc = app.add_flag("!--no-cache", o.gen.use_cache, "recompute the whole sequence every step");
   uc->excludes(nc);
   cmp->excludes(uc);  // --compare runs both modes itself
   cmp->excludes(nc);
   app.add_flag("--ignore-eos", o.gen.ignore_eos, "do not stop at <|endoftext|>");
-  app.add_option("--ctx", o.gen.max_ctx, "context length for the KV cache (0: n_positions)")->transform(decimal(true));
+  app.add_option("--ctx", o.gen.max_ctx, "context length for the KV cache (0: n_positions)")
+      ->transform(decimal("--ctx", 0, limits::max_ctx));
   add_device_flags(app, &o.device, &o.dtype, &o.threads);
   app.add_flag("--json", o.json, "one JSON object per prompt on stdout");
   switch (parse_cli(app, argc, argv, "gen", &o.help_text)) {
@@ -80,6 +85,9 @@ Options parse_options(int argc, const char* const* argv) {
     case Parsed::run:
       break;
   }
+  if (!positional.empty()) o.prompt = positional;
+  o.seed_given = seed.has_value();
+  o.gen.seed = seed ? *seed : random_seed();
   validate(o);
   return o;
 }

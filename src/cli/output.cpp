@@ -28,7 +28,9 @@ nlohmann::json result_object(const RunInfo& info, const GenResult& r) {
         {"total_ms", t.total_ms}}},
       {"kv_cache_bytes", r.kv_bytes_allocated},
       {"kv_cache_bytes_used", r.kv_bytes_used},
+      {"seed", info.seed},
   };
+  if (info.sample >= 0) j["sample"] = info.sample;
   return j;
 }
 
@@ -44,13 +46,14 @@ std::string timing_summary(const RunInfo& info, const GenResult& r) {
   const Timing& t = r.timing;
   char buf[1024];
   std::snprintf(buf, sizeof buf,
-                "\n[gen] device %s (%s), %s, finish: %s\n"
+                "\n[gen] device %s (%s), %s, seed %llu, finish: %s\n"
                 "[gen] load     %9.1f ms\n"
                 "[gen] prefill  %9.1f ms  %5d tokens  %9.1f tok/s\n"
                 "[gen] decode   %9.1f ms  %5d tokens  %9.3f ms/token  %9.1f tok/s\n"
                 "[gen] total    %9.1f ms  (time to first token %.1f ms)\n",
                 info.device.c_str(), info.dtype.c_str(), info.use_cache ? "KV cache" : "no cache (full recompute each step)",
-                r.finish_reason.c_str(), t.load_ms, t.prefill_ms, t.prefill_tokens, t.prefill_tokens_per_s(),
+                static_cast<unsigned long long>(info.seed), r.finish_reason.c_str(), t.load_ms, t.prefill_ms,
+                t.prefill_tokens, t.prefill_tokens_per_s(),
                 t.decode_ms, t.decode_steps, t.decode_steps ? t.decode_ms / t.decode_steps : 0.0,
                 t.decode_tokens_per_s(), t.total_ms, t.ttft_ms);
   std::string s = buf;

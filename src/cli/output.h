@@ -1,5 +1,6 @@
 // What a run prints: the JSON line of --json and the human timing summary on stderr.
 #pragma once
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -14,6 +15,8 @@ struct RunInfo {
   std::string dtype;  // the backend's dtype(): "fp32", "bf16", "int8", "fp16"
   bool use_cache = true;
   std::string memory;  // the backend's memory_summary(), printed when not empty
+  uint64_t seed = 0;   // the sampling seed the prompt ran with ("seed" in JSON)
+  int sample = -1;     // with --samples K > 1: which completion, 0..K-1 ("sample"); -1: none
 };
 
 // The JSON object of one prompt's result, as DESIGN.md section 3 lists its fields.

@@ -79,8 +79,8 @@ size_t StepBuffers<Elem>::bytes() const {
 }
 
 template <typename Elem>
-Activations<Elem>::Activations(const ModelConfig& cfg)
-    : C_(cfg.n_embd), H_(cfg.n_head), D_(cfg.head_dim()), V_(cfg.vocab_size), P_(cfg.n_positions) {}
+Activations<Elem>::Activations(const ModelConfig& cfg, int Vp)
+    : C_(cfg.n_embd), H_(cfg.n_head), D_(cfg.head_dim()), Vp_(Vp), P_(cfg.n_positions) {}
 
 template <typename Elem>
 void Activations<Elem>::reserve(int T, int B, DecodeGraphs& graphs) {
@@ -92,7 +92,7 @@ void Activations<Elem>::reserve(int T, int B, DecodeGraphs& graphs) {
   ++generation_;
   t_cap_ = b_cap_ = 0;
   step_ = StepBuffers<Elem>();
-  const size_t C = C_, V = V_;
+  const size_t C = C_, V = Vp_;
   const size_t ws = attention_workspace_floats(std::min(T, kSplitRows), H_, D_, kDecodeSplits);
   const size_t need =
       (T * C * 5 + T * 3 * C + T * 4 * C + 2 * B * C) * sizeof(Elem) + (B * V + ws) * sizeof(float);
@@ -111,7 +111,7 @@ void Activations<Elem>::reserve(int T, int B, DecodeGraphs& graphs) {
 
 template <typename Elem>
 float* Activations<Elem>::logits_all(int T) {
-  const size_t n = size_t(T) * V_;
+  const size_t n = size_t(T) * Vp_;
   if (logits_all_.size() < n) {
     logits_all_ = DeviceBuffer<float>();  // free the old one first
     ensure_fits(n * sizeof(float), "the logits of " + std::to_string(T) + " positions");

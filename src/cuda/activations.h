@@ -1,6 +1,7 @@
 // The CUDA backend's per-call buffers: the activations of T rows (tokens of the whole call) and B
 // sequences, the pinned step inputs, and the scratch that no decode graph ever holds.
-// Dimensions: T = rows, B = sequences, C = n_embd, H = heads, D = head_dim, V = vocab, P = n_positions.
+// Dimensions: T = rows, B = sequences, C = n_embd, H = heads, D = head_dim, V = vocab, P = n_positions,
+// Vp = the LM head's rows (V padded to a multiple of 64, lm_head_rows): every logits buffer's row stride.
 //
 // Ownership rule, in code: the buffers a decode graph bakes (StepBuffers, StepIO) change only in
 // Activations::reserve, which destroys the graphs before it frees anything and bumps generation(); the
@@ -84,7 +85,7 @@ struct StepBuffers {
   DeviceBuffer<Elem> f;         // [T, 4C] MLP hidden
   DeviceBuffer<Elem> last;      // [B, C] each sequence's last row of x
   DeviceBuffer<Elem> lastn;     // [B, C] its ln_f
-  DeviceBuffer<float> logits;   // [B, V] fp32
+  DeviceBuffer<float> logits;   // [B, Vp] fp32
   DeviceBuffer<float> attn_ws;  // [min(T, kSplitRows), H, kDecodeSplits, D + 2] split partials
   size_t bytes() const;
 };
@@ -92,7 +93,7 @@ struct StepBuffers {
 template <typename Elem>
 class Activations {
  public:
-  explicit Activations(const ModelConfig& cfg);
+  Activations(const ModelConfig& cfg, int Vp);
 
   // Grows to at least T rows and B sequences (never shrinks). A growth replaces every StepBuffers
   // buffer and the StepIO: `graphs` are destroyed before the old buffers are freed, generation()
@@ -107,7 +108,7 @@ class Activations {
   const StepIO& io() const { return io_; }
 
   // Scratch that no graph holds (graphs are decode steps with a cache): grown on demand, outside the
-  // generation. forward_all's [T, V] logits, apart from step().logits, which the graphs bake.
+  // generation. forward_all's [T, Vp] logits, apart from step().logits, which the graphs bake.
   float* logits_all(int T);
   // One layer's K and V for B sequences when there is no cache: [slot][H][P][D] each.
   CacheLayer<Elem> nocache_layer(int B);
@@ -115,12 +116,12 @@ class Activations {
   size_t bytes() const;  // every device buffer above but the StepIO's
 
  private:
-  int C_, H_, D_, V_, P_;
+  int C_, H_, D_, Vp_, P_;
   int t_cap_ = 0, b_cap_ = 0;
   uint64_t generation_ = 0;
   StepBuffers<Elem> step_;
   StepIO io_;
-  DeviceBuffer<float> logits_all_;            // [T, V] of the largest forward_all so far
+  DeviceBuffer<float> logits_all_;            // [T, Vp] of the largest forward_all so far
   DeviceBuffer<Elem> nocache_k_, nocache_v_;  // [slot][H][P][D], nocache_slots_ slots
   int nocache_slots_ = 0;
 };

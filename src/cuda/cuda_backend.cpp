@@ -91,11 +91,16 @@ class CudaBackend final : public Backend {
 
 template <typename Elem>
 CudaBackend<Elem>::CudaBackend(std::shared_ptr<const Weights> w, ComputeDType)
-    : host_(std::move(w)), cfg_(host_->cfg), act_(cfg_) {
+    : host_(std::move(w)), cfg_(host_->cfg), act_(cfg_, lm_head_rows(cfg_.vocab_size)) {
   try {  // a throw skips the destructor: release the handles here (the buffers free themselves)
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&blas_));
     CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+    // Split-K partial sums in fp32 too, not in the output's fp16/bf16: accumulation is fp32 everywhere.
+    cublasMath_t mode = CUBLAS_DEFAULT_MATH;
+    CUBLAS_CHECK(cublasGetMathMode(blas_, &mode));
+    CUBLAS_CHECK(
+        cublasSetMathMode(blas_, cublasMath_t(mode | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
     // A fixed workspace keeps cuBLAS from allocating while a graph is captured (after SetStream,
     // which resets the workspace to the default pool).
     blas_ws_ = DeviceBuffer<uint8_t>(kBlasWorkspace);
@@ -197,18 +202,23 @@ void CudaBackend<Elem>::enqueue_model(int T, int B, CudaKVCache<Elem>* cache, fl
 
 template <typename Elem>
 void CudaBackend<Elem>::lm_head(const Elem* X, float* logits, int rows) {
-  // logits [rows, V] = X [rows, C] wte^T, fp32 output and accumulation (tied to wte [V, C]).
-  const int C = cfg_.n_embd, V = cfg_.vocab_size;
+  // logits [rows, Vp] = X [rows, C] wte^T, fp32 output and accumulation (tied to wte, [Vp, C] on the
+  // device: zero rows pad it to a multiple of 64, so that rows of logits start 256-byte aligned and
+  // cuBLAS takes its fast paths; columns V.. are never read as logits).
+  const int C = cfg_.n_embd, Vp = weights_.lm_rows();
   const float alpha = 1.0f, beta = 0.0f;
-  CUBLAS_CHECK(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, V, rows, C, &alpha, weights_.wte(),
-                            cuda_type<Elem>(), C, X, cuda_type<Elem>(), C, &beta, logits, CUDA_R_32F, V,
+  CUBLAS_CHECK(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, Vp, rows, C, &alpha, weights_.lm_head(),
+                            cuda_type<Elem>(), C, X, cuda_type<Elem>(), C, &beta, logits, CUDA_R_32F, Vp,
                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 template <typename Elem>
 void CudaBackend<Elem>::enqueue_sample(int B) {
   const StepIO& io = act_.io();
-  sample(io.drawn(), act_.step().logits.get(), io.params(), B, cfg_.vocab_size, stream_);
+  // Padded ids (past the tokenizer's, and the LM head's own padding rows) are skipped; a row that is
+  // not all finite comes back as -1.
+  sample(io.drawn(), act_.step().logits.get(), io.params(), B, cfg_.usable_vocab(), stream_,
+         weights_.lm_rows(), true);
   io.enqueue_download_tokens(B, stream_);
 }
 
@@ -223,11 +233,13 @@ void CudaBackend<Elem>::compute(const std::vector<SeqInput>& batch, KVCache* cac
   CudaKVCache<Elem>* c = cuda_cache<Elem>(cache);
   const int B = int(batch.size());
   const int T = prepare_inputs(batch, cache);
-  const size_t n_logits = size_t(all_rows ? T : B) * cfg_.vocab_size;
+  const size_t rows = size_t(all_rows ? T : B), V = size_t(cfg_.vocab_size), Vp = size_t(weights_.lm_rows());
   float* logits = all_rows ? act_.logits_all(T) : act_.step().logits.get();
   act_.io().enqueue_upload(T, B, false, stream_);
   enqueue_model(T, B, c, all_rows ? logits : nullptr);
-  CUDA_CHECK(cudaMemcpyAsync(logits_out, logits, n_logits * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  // [rows, Vp] on the device to [rows, V] on the host: the LM head's padding columns stay behind.
+  CUDA_CHECK(cudaMemcpy2DAsync(logits_out, V * sizeof(float), logits, Vp * sizeof(float), V * sizeof(float),
+                               rows, cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
@@ -243,10 +255,9 @@ void CudaBackend<Elem>::compute_sample(const std::vector<SeqInput>& batch, KVCac
     enqueue_model(T, B, c);
     enqueue_sample(B);
   };
-  // A decode step (one token per sequence, with a cache) replays the captured graph for this batch size.
-  if (c && T == B && graphs_.enabled()) {
-    graphs_.replay(B, GraphKey{c->id(), act_.generation()}, stream_, enqueue_step);
-  } else {
+  // A decode step (one token per sequence, with a cache) replays the captured graph for this batch size;
+  // the rest, and every step once graphs are off (or a capture failed), runs eagerly.
+  if (!(c && T == B && graphs_.replay(B, GraphKey{c->id(), act_.generation()}, stream_, enqueue_step))) {
     enqueue_step();
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));

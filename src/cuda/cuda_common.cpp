@@ -1,5 +1,6 @@
 #include "cuda/cuda_common.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -29,13 +30,33 @@ void ensure_fits(size_t bytes, const std::string& what) {
   }
 }
 
-void check_launch(const char* kernel, const char* file, int line) {
-  static const bool sync = [] {
+namespace {
+std::atomic<bool>& sync_flag() {
+  static std::atomic<bool> on{[] {
     const char* v = std::getenv("GEN_SYNC_CHECK");
     return v && std::strcmp(v, "1") == 0;
-  }();
+  }()};
+  return on;
+}
+
+// Whether work on `stream` is being captured now. A failed query counts as capturing (no sync), and its
+// error is cleared so that it is not taken for the kernel's.
+bool capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) {
+    cudaGetLastError();
+    return true;
+  }
+  return status != cudaStreamCaptureStatusNone;
+}
+}  // namespace
+
+bool sync_check() { return sync_flag().load(); }
+void set_sync_check(bool on) { sync_flag().store(on); }
+
+void check_launch(const char* kernel, cudaStream_t stream, const char* file, int line) {
   cudaError_t err = cudaGetLastError();
-  if (err == cudaSuccess && sync) err = cudaDeviceSynchronize();
+  if (err == cudaSuccess && sync_check() && !capturing(stream)) err = cudaDeviceSynchronize();
   if (err != cudaSuccess) throw_cuda_error(err, kernel, file, line);
 }
 

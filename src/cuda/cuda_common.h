@@ -14,9 +14,14 @@ namespace gen::cuda {
 
 [[noreturn]] void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line);
 [[noreturn]] void throw_cublas_error(cublasStatus_t st, const char* call, const char* file, int line);
-// After a launch: the launch error, and with GEN_SYNC_CHECK=1 in the environment also the kernel's own
-// error (synchronizes, to find the faulty kernel).
-void check_launch(const char* kernel, const char* file, int line);
+// After a launch on `stream`: the launch error, and with the sync check on also the kernel's own error
+// (synchronizes, to find the faulty kernel). The sync is skipped while `stream` is being captured into
+// a graph (a sync there is illegal and would break the capture): the graph's launch is checked instead.
+void check_launch(const char* kernel, cudaStream_t stream, const char* file, int line);
+// The sync check: on when GEN_SYNC_CHECK=1 was in the environment at the first launch; tests turn it
+// on and off with set_sync_check.
+bool sync_check();
+void set_sync_check(bool on);
 
 #define CUDA_CHECK(call)                                                                  \
   do {                                                                                    \
@@ -28,7 +33,7 @@ void check_launch(const char* kernel, const char* file, int line);
     cublasStatus_t st_ = (call);                                                                    \
     if (st_ != CUBLAS_STATUS_SUCCESS) ::gen::cuda::throw_cublas_error(st_, #call, __FILE__, __LINE__); \
   } while (0)
-#define CUDA_CHECK_LAUNCH(name) ::gen::cuda::check_launch(name, __FILE__, __LINE__)
+#define CUDA_CHECK_LAUNCH(name, stream) ::gen::cuda::check_launch(name, stream, __FILE__, __LINE__)
 
 // Left free for the CUDA context and cuBLAS by every allocation that ensure_fits checks.
 constexpr size_t kMemoryMargin = size_t(256) << 20;

@@ -1,18 +1,12 @@
 #include "cuda/decode_graphs.h"
 
 #include <cstdlib>
-#include <cstring>
+
+#include "gen/notes.h"
 
 namespace gen::cuda {
 
-namespace {
-bool env_is_1(const char* name) {
-  const char* v = std::getenv(name);
-  return v && std::strcmp(v, "1") == 0;
-}
-}  // namespace
-
-DecodeGraphs::DecodeGraphs() : enabled_(!env_is_1("GEN_SYNC_CHECK") && !env_is_1("GEN_NO_GRAPH")) {}
+DecodeGraphs::DecodeGraphs() : policy_([](const char* name) { return std::getenv(name); }) {}
 
 void DecodeGraphs::clear() {
   for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g);
@@ -33,9 +27,23 @@ void DecodeGraphs::begin_capture(cudaStream_t stream) {
 }
 
 void DecodeGraphs::abort_capture(cudaStream_t stream) {
-  cudaGraph_t graph = nullptr;
-  cudaStreamEndCapture(stream, &graph);
-  if (graph) cudaGraphDestroy(graph);
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess || status != cudaStreamCaptureStatusNone) {
+    // Active or invalidated: either way the capture must end (an invalidated one returns its error
+    // and no graph) before the stream takes eager work again.
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(stream, &graph);
+    if (graph) cudaGraphDestroy(graph);
+  }
+  cudaGetLastError();  // capture errors are not sticky: this clears them for the next launch check
+}
+
+void DecodeGraphs::break_capture(cudaStream_t stream) { CUDA_CHECK(cudaStreamSynchronize(stream)); }
+
+void DecodeGraphs::capture_failed(const std::string& why) {
+  clear();
+  const std::string note = policy_.capture_failed(why);
+  if (!note.empty()) notify(note);
 }
 
 cudaGraphExec_t DecodeGraphs::end_capture(int B, cudaStream_t stream) {

@@ -6,9 +6,11 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <exception>
 #include <map>
 
 #include "cuda/cuda_common.h"
+#include "cuda/graph_policy.h"
 
 namespace gen::cuda {
 
@@ -22,43 +24,57 @@ struct GraphKey {
 
 class DecodeGraphs {
  public:
-  // Off with GEN_SYNC_CHECK=1 (a captured launch cannot be synchronized) or GEN_NO_GRAPH=1.
+  // On unless the environment turns graphs off (GraphPolicy: GEN_NO_GRAPH=1, GEN_SYNC_CHECK=1).
   DecodeGraphs();
   ~DecodeGraphs() { clear(); }
   DecodeGraphs(const DecodeGraphs&) = delete;
   DecodeGraphs& operator=(const DecodeGraphs&) = delete;
 
-  bool enabled() const { return enabled_; }
+  bool enabled() const { return policy_.enabled(); }
+  const GraphPolicy& policy() const { return policy_; }
   // Destroys every graph (before a buffer they use is freed).
   void clear();
 
   // Launches on `stream` the graph for batch size B under `key`, capturing it from `enqueue()` (which
-  // enqueues the step on `stream`) when there is none. Graphs of another key are destroyed first.
+  // enqueues the step on `stream`) when there is none; graphs of another key are destroyed first.
+  // Returns false, having launched nothing, when graphs are off or the capture failed for any reason:
+  // then the capture is ended, what it made destroyed, no error left pending, graphs are off for the
+  // run (one note says why) and the caller enqueues the step itself, eagerly.
   template <typename Enqueue>
-  void replay(int B, GraphKey key, cudaStream_t stream, Enqueue&& enqueue) {
+  bool replay(int B, GraphKey key, cudaStream_t stream, Enqueue&& enqueue) {
+    if (!policy_.enabled()) return false;
     cudaGraphExec_t exec = find(B, key);
     if (!exec) {
-      begin_capture(stream);
       try {
+        begin_capture(stream);
         enqueue();
-      } catch (...) {
+        if (policy_.fail_on_purpose()) break_capture(stream);
+        exec = end_capture(B, stream);
+      } catch (const std::exception& e) {
         abort_capture(stream);
-        throw;
+        capture_failed(e.what());
+        return false;
       }
-      exec = end_capture(B, stream);
     }
     CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    return true;
   }
 
  private:
   cudaGraphExec_t find(int B, GraphKey key);  // nullptr when none; adopts `key`
   void begin_capture(cudaStream_t stream);
-  void abort_capture(cudaStream_t stream);                  // ends a failed capture, drops what it made
+  // Ends a failed capture if the stream is still capturing, destroys the partial graph, and clears the
+  // error it left (cudaGetLastError), so that no later launch check reports it.
+  void abort_capture(cudaStream_t stream);
   cudaGraphExec_t end_capture(int B, cudaStream_t stream);  // instantiates and keeps it
+  // GEN_FAIL_GRAPH_CAPTURE=1: what a real failure does, a call that is illegal while capturing (a
+  // stream sync), which invalidates the capture; throws its error.
+  static void break_capture(cudaStream_t stream);
+  void capture_failed(const std::string& why);  // graphs off, destroyed; the policy's note once
 
   std::map<int, cudaGraphExec_t> graphs_;  // batch size -> decode step, all under key_
   GraphKey key_;
-  bool enabled_ = true;
+  GraphPolicy policy_;
 };
 
 }  // namespace gen::cuda

@@ -12,19 +12,26 @@ namespace gen::cuda {
 template <typename Elem>
 DeviceWeights<Elem>::DeviceWeights(const Weights& host, cudaStream_t stream) {
   const std::vector<float>& src = host.data;
+  const size_t C = size_t(host.cfg.n_embd), V = size_t(host.cfg.vocab_size);
+  lm_rows_ = lm_head_rows(host.cfg.vocab_size);
+  // Host elements [0, pad_at) keep their offsets, [pad_at, n) move up by `pad`: the zero rows after wte.
   const size_t n = src.size(), chunk = size_t(16) << 20;
-  ensure_fits(n * sizeof(Elem) + chunk * sizeof(float), "the weights");
-  data_ = DeviceBuffer<Elem>(n);
-  // fp32 host -> fp32 staging -> Elem on the GPU, a chunk at a time.
+  const size_t pad_at = size_t(host.wte - src.data()) + V * C, pad = (size_t(lm_rows_) - V) * C;
+  ensure_fits((n + pad) * sizeof(Elem) + chunk * sizeof(float), "the weights");
+  data_ = DeviceBuffer<Elem>(n + pad);
+  auto dev_offset = [&](size_t i) { return i < pad_at ? i : i + pad; };
+  // fp32 host -> fp32 staging -> Elem on the GPU, a chunk at a time; a chunk does not cross pad_at.
   DeviceBuffer<float> staging(std::min(n, chunk));
-  for (size_t i = 0; i < n; i += chunk) {
-    const size_t m = std::min(chunk, n - i);
+  for (size_t i = 0; i < n;) {
+    const size_t m = std::min(chunk, (i < pad_at ? pad_at : n) - i);
     CUDA_CHECK(
         cudaMemcpyAsync(staging.get(), src.data() + i, m * sizeof(float), cudaMemcpyHostToDevice, stream));
-    convert_from_f32<Elem>(data_.get() + i, staging.get(), m, stream);
+    convert_from_f32<Elem>(data_.get() + dev_offset(i), staging.get(), m, stream);
+    i += m;
   }
+  CUDA_CHECK(cudaMemsetAsync(data_.get() + pad_at, 0, pad * sizeof(Elem), stream));  // 0.0 in every Elem
   CUDA_CHECK(cudaStreamSynchronize(stream));
-  auto dev = [&](const float* p) -> const Elem* { return data_.get() + (p - src.data()); };
+  auto dev = [&](const float* p) -> const Elem* { return data_.get() + dev_offset(size_t(p - src.data())); };
   wte_ = dev(host.wte);
   wpe_ = dev(host.wpe);
   lnf_w_ = dev(host.lnf_w);

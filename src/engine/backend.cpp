@@ -1,5 +1,7 @@
 #include "gen/backend.h"
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "gen/error.h"
@@ -35,6 +37,20 @@ void check_sequence(const ModelConfig& c, const SeqInput& s, const KVCache* cach
                 " does not follow the cached positions");
   }
 }
+
+// A vocabulary padded past the tokenizer (rows of wte no id stands for): -inf, so that nothing that
+// reads the logits can draw or score them (docs/decisions.md, Checkpoints). logits [rows, V].
+void mask_padded(const ModelConfig& c, float* logits, size_t rows) {
+  const size_t V = size_t(c.vocab_size), n = size_t(c.usable_vocab());
+  if (n == V) return;
+  for (size_t r = 0; r < rows; ++r) std::fill(logits + r * V + n, logits + (r + 1) * V, -INFINITY);
+}
+
+size_t total_tokens(const std::vector<SeqInput>& batch) {
+  size_t n = 0;
+  for (const auto& s : batch) n += s.tokens.size();
+  return n;
+}
 }  // namespace
 
 std::unique_ptr<KVCache> Backend::make_cache(int slots, int max_ctx) {
@@ -66,12 +82,14 @@ void Backend::advance(const std::vector<SeqInput>& batch, KVCache* cache) {
 void Backend::forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
   check(batch, cache);
   compute(batch, cache, logits_out, false);
+  mask_padded(config(), logits_out, batch.size());
   advance(batch, cache);
 }
 
 void Backend::forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
   check(batch, cache);
   compute(batch, cache, logits_out, true);
+  mask_padded(config(), logits_out, total_tokens(batch));
   advance(batch, cache);
 }
 
@@ -80,17 +98,24 @@ void Backend::forward_sample(const std::vector<SeqInput>& batch, KVCache* cache,
   check(batch, cache);
   if (draws.size() != batch.size()) throw Error("forward_sample: one DrawParams per sequence is needed");
   compute_sample(batch, cache, draws, tokens_out);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    // Sampling would treat NaN as -inf and go on drawing nonsense (often id 0, "!"): stop instead.
+    if (tokens_out[i] < 0) {
+      throw Error("the logits at step " + std::to_string(draws[i].step) + " are not finite (NaN or Inf)");
+    }
+  }
   advance(batch, cache);
 }
 
 void Backend::compute_sample(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
                              int* tokens_out) {
-  const int V = config().vocab_size;
+  const int V = config().vocab_size, n = config().usable_vocab();  // padded ids are never drawn
   logits_.resize(batch.size() * size_t(V));
   compute(batch, cache, logits_.data(), false);
   for (size_t i = 0; i < batch.size(); ++i) {
     const DrawParams& d = draws[i];
-    tokens_out[i] = sample(&logits_[i * size_t(V)], V, d.sampling, d.seed, d.step, scratch_);
+    const float* row = &logits_[i * size_t(V)];
+    tokens_out[i] = logits_finite(row, n) ? sample(row, n, d.sampling, d.seed, d.step, scratch_) : -1;
   }
 }
 

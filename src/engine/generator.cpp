@@ -57,13 +57,26 @@ struct Live {
 
 int effective_context(const ModelConfig& cfg, int requested) {
   if (requested < 0 || requested > cfg.n_positions) {
-    throw InputError("--ctx " + std::to_string(requested) + " is outside 1.." + std::to_string(cfg.n_positions),
-                     "the model's n_positions");
+    throw InputError("--ctx " + std::to_string(requested) + " is out of range: must be in 0.." +
+                         std::to_string(cfg.n_positions) + " (0: the model's n_positions)",
+                     "--ctx");
   }
   return requested == 0 ? cfg.n_positions : requested;
 }
 
+Generator::Generator(Backend& backend, const Tokenizer& tokenizer) : backend_(backend), tok_(tokenizer) {
+  for (int id = 0; id < tok_.vocab_size(); ++id) max_token_bytes_ = std::max(max_token_bytes_, tok_.token_bytes(id).size());
+}
+
 std::vector<int> Generator::encode_prompt(const std::string& text, int max_ctx) const {
+  // No token is longer than max_token_bytes_, so a prompt of more bytes than the context times that
+  // cannot fit: refused by its length before the tokenizer spends time and memory on it.
+  if (text.size() > size_t(max_ctx) * std::max<size_t>(1, max_token_bytes_)) {
+    throw InputError("prompt is " + std::to_string(text.size()) + " bytes, more than the context of " +
+                         std::to_string(max_ctx) + " tokens can hold (" + std::to_string(max_token_bytes_) +
+                         " bytes per token at most)",
+                     "prompt");
+  }
   std::vector<int> ids = tok_.encode(text);
   if (ids.empty()) {
     if (tok_.eos_id() < 0) throw InputError("empty prompt, and the vocabulary has no <|endoftext|> to start from", "prompt");

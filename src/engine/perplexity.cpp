@@ -94,10 +94,12 @@ PerplexityResult perplexity(Backend& backend, const std::vector<int>& tokens, in
                      "--context");
   }
   const int V = cfg.vocab_size;
+  // Padded rows are never scored: forward_all gives them -inf, so the normaliser leaves them out too.
+  const int ids = cfg.usable_vocab();
   for (size_t i = 0; i < tokens.size(); ++i) {  // all ids before any work: no partial result
-    if (tokens[i] < 0 || tokens[i] >= V) {
+    if (tokens[i] < 0 || tokens[i] >= ids) {
       throw InputError("token id " + std::to_string(tokens[i]) + " at " + std::to_string(i) +
-                           " is outside [0, " + std::to_string(V) + ")",
+                           " is outside [0, " + std::to_string(ids) + ")",
                        "");
     }
   }

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "gen/error.h"
 #include "gen/tokenizer.h"
@@ -20,22 +22,65 @@ namespace {
 
 using nlohmann::json;
 
+// lo..hi as a message gives them: integers exactly (2^64 - 1 for the seed's bound), reals as the flags'
+// messages give them: [lo, hi], or (0, hi] when `open_lo` (0 itself is out).
+std::string bounds_text(double lo, double hi, bool integral, bool open_lo) {
+  std::ostringstream ss;
+  if (integral) {
+    ss << (long long)lo << "..";
+    if (hi >= 1.8e19) ss << "18446744073709551615";
+    else ss << (long long)hi;
+  } else {
+    ss << (lo == 0 && open_lo ? "(" : "[") << lo << ", " << hi << "]";
+  }
+  return ss.str();
+}
+
+// A number field in lo..hi (an integer one for integral T), or nullopt when absent or null; *err says
+// what is wrong, with the real bounds. nlohmann reads integers past 2^64 as doubles: out of range too.
 template <typename T>
-std::optional<T> number_field(const json& j, const char* key, double lo, double hi, std::string* err) {
+std::optional<T> number_field(const json& j, const char* key, double lo, double hi, std::string* err,
+                              bool open_lo = false) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
   const bool integral = std::is_integral_v<T>;
-  if (!it->is_number() || (integral && !it->is_number_integer())) {
+  const std::string range = "\"" + std::string(key) + "\" " + it->dump() + " is out of range: must be in " +
+                            bounds_text(lo, hi, integral, open_lo);
+  if (!it->is_number()) {
     *err = std::string("\"") + key + "\" must be " + (integral ? "an integer" : "a number");
     return std::nullopt;
   }
   const double v = it->get<double>();
-  if (!(v >= lo && v <= hi)) {
-    *err = std::string("\"") + key + "\" " + it->dump() + " is out of range";
+  if (integral && !it->is_number_integer()) {
+    // An integer literal past 64 bits arrives as a double: out of range, not "not an integer".
+    const bool whole = std::isfinite(v) && v == std::floor(v);
+    *err = whole && (v < lo || v > hi || std::fabs(v) >= 9.2e18) ? range : "\"" + std::string(key) + "\" must be an integer";
+    return std::nullopt;
+  }
+  if (!((open_lo ? v > lo : v >= lo) && v <= hi)) {
+    *err = range;
     return std::nullopt;
   }
   return integral && it->is_number_unsigned() ? T(it->get<unsigned long long>()) : it->get<T>();
 }
+
+// "stop": a non-empty UTF-8 string or an array of them, as --stop.
+std::optional<std::vector<std::string>> stop_field(const json& j, std::string* err) {
+  auto it = j.find("stop");
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  std::vector<std::string> out;
+  const json items = it->is_array() ? *it : json::array({*it});
+  for (const json& s : items) {
+    if (!s.is_string() || s.get<std::string>().empty()) {
+      *err = "\"stop\" must be a non-empty string or an array of them";
+      return std::nullopt;
+    }
+    out.push_back(s.get<std::string>());
+  }
+  return out;
+}
+
+const char* const kKeys[] = {"prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"};
 
 void parse_json_line(const std::string& line, PromptSpec& p) {
   json j = json::parse(line, nullptr, false);
@@ -47,6 +92,13 @@ void parse_json_line(const std::string& line, PromptSpec& p) {
     p.error = "not a JSON object";
     return;
   }
+  for (const auto& item : j.items()) {
+    if (std::find(std::begin(kKeys), std::end(kKeys), item.key()) == std::end(kKeys)) {
+      p.error = "unknown key \"" + detail::printable(item.key(), false, 40) +
+                "\" (prompt, max_new_tokens, temperature, top_k, top_p, seed, stop)";
+      return;
+    }
+  }
   auto it = j.find("prompt");
   if (it == j.end() || !it->is_string()) {
     p.error = "no \"prompt\" string";
@@ -54,11 +106,12 @@ void parse_json_line(const std::string& line, PromptSpec& p) {
   }
   p.text = it->get<std::string>();
   std::string err;
-  p.max_new_tokens = number_field<int>(j, "max_new_tokens", 0, 1 << 24, &err);
-  if (err.empty()) p.temperature = number_field<float>(j, "temperature", 0, 100, &err);
-  if (err.empty()) p.top_k = number_field<int>(j, "top_k", 0, 1 << 24, &err);
-  if (err.empty()) p.top_p = number_field<float>(j, "top_p", 1e-30, 1, &err);
-  if (err.empty()) p.seed = number_field<unsigned long long>(j, "seed", 0, 1.8446744073709552e19, &err);
+  p.max_new_tokens = number_field<int>(j, "max_new_tokens", 0, limits::max_new_tokens, &err);
+  if (err.empty()) p.temperature = number_field<float>(j, "temperature", 0, limits::max_temperature, &err);
+  if (err.empty()) p.top_k = number_field<int>(j, "top_k", 0, limits::max_top_k, &err);
+  if (err.empty()) p.top_p = number_field<float>(j, "top_p", 0, 1, &err, true);
+  if (err.empty()) p.seed = number_field<unsigned long long>(j, "seed", 0, 18446744073709551615.0, &err);
+  if (err.empty()) p.stop = stop_field(j, &err);
   p.error = err;
 }
 

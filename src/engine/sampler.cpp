@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 
 #include "engine/sample_rng.h"
@@ -15,6 +17,16 @@ int argmax(const float* logits, int n) {
     if (logits[i] > logits[best]) best = i;  // strict: ties keep the lowest id
   }
   return best;
+}
+
+bool logits_finite(const float* logits, int n) {
+  uint32_t worst = 0;  // the largest magnitude's bits: Inf and NaN sort above every finite value
+  for (int i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, logits + i, sizeof u);
+    worst = std::max(worst, u & 0x7fffffffu);  // a max over integers vectorizes, an early exit would not
+  }
+  return worst < 0x7f800000u;
 }
 
 namespace {

@@ -57,7 +57,63 @@ std::vector<std::string> byte_chars() {
   return out;
 }
 
+// The outliers' hidden units: gelu_new(kOutlierOn + small) ~ kOutlierOn + small, always on.
+constexpr float kOutlierOn = 8.0f;
+constexpr float kOutlierGain = 0.05f;  // layernorm gain of an outlier channel
+constexpr float kNormalRms = 0.5f;     // the residual's usual RMS per channel, about, with std 0.02
+
+// Gain lift of the other channels at a norm that follows `blocks` MLPs: the std with the outliers over
+// the std without them.
+float outlier_lift(const std::vector<OutlierChannel>& out, int blocks, const ModelConfig& cfg) {
+  double sq = 0;
+  for (const auto& o : out) sq += double(o.magnitude) * o.magnitude;
+  const double f = double(blocks) / cfg.n_layer;
+  return float(std::sqrt(1.0 + sq * f * f / (double(cfg.n_embd) * kNormalRms * kNormalRms)));
+}
+
+// Shapes one freshly drawn tensor (name without "transformer.") for the outliers; others are untouched.
+void shape_outliers(const std::string& name, std::vector<float>& v, const ModelConfig& cfg,
+                    const std::vector<OutlierChannel>& out) {
+  const size_t C = size_t(cfg.n_embd);
+  int layer = cfg.n_layer;  // ln_f: after every block
+  std::string part = name;
+  if (name.rfind("h.", 0) == 0) {
+    const size_t dot = name.find('.', 2);
+    layer = std::stoi(name.substr(2, dot - 2));
+    part = name.substr(dot + 1);
+  }
+  if (part == "mlp.c_fc.bias") {
+    for (const auto& o : out) v[size_t(o.hidden)] = kOutlierOn;
+  } else if (part == "mlp.c_fc.weight") {  // [C, 4C]: the unit barely depends on its input
+    for (const auto& o : out) {
+      for (size_t i = 0; i < C; ++i) v[i * 4 * C + size_t(o.hidden)] *= 0.25f;
+    }
+  } else if (part == "mlp.c_proj.weight") {  // [4C, C]: hidden unit -> its channel
+    for (const auto& o : out) {
+      v[size_t(o.hidden) * C + size_t(o.channel)] = o.magnitude / cfg.n_layer / kOutlierOn;
+    }
+  } else if (part == "ln_1.weight" || part == "ln_2.weight" || part == "ln_f.weight") {
+    const float lift = outlier_lift(out, layer, cfg);  // ln_1 and ln_2 of block l follow l MLPs
+    for (float& g : v) g *= lift;
+    for (const auto& o : out) v[size_t(o.channel)] = kOutlierGain * v[size_t(o.channel)] / lift;
+  }
+}
+
 }  // namespace
+
+std::vector<OutlierChannel> outlier_channels(const ModelConfig& cfg, int n) {
+  if (n < 0 || n > cfg.n_embd / 4) throw Error("--outliers must be in 0..n_embd/4");
+  std::vector<OutlierChannel> out;
+  float sum = 0;
+  for (int k = 0; k < n; ++k) {
+    const int c = int((2 * int64_t(k) + 1) * cfg.n_embd / (2 * n));
+    float m = (k % 2 ? -1.0f : 1.0f) * (2000.0f + 1000.0f * k);
+    if (k == n - 1 && n >= 2) m = -sum;
+    sum += m;
+    out.push_back({c, m, 4 * c});
+  }
+  return out;
+}
 
 std::pair<std::string, std::string> byte_level_tokenizer(int V) {
   if (V < 257 || V > 256 + 65536) throw Error("byte_level_tokenizer: vocab_size must be in 257..65792");
@@ -96,6 +152,7 @@ std::string config_json(const ModelConfig& c) {
 void make_random_model(const std::string& dir, const MakeModelSpec& spec) {
   fs::create_directories(dir);
   Rng rng(spec.seed);
+  const std::vector<OutlierChannel> outliers = outlier_channels(spec.cfg, spec.outliers);
   std::vector<TensorToWrite> tensors;
   for (const auto& ws : gpt2_weight_specs(spec.cfg)) {
     size_t n = 1;
@@ -107,6 +164,7 @@ void make_random_model(const std::string& dir, const MakeModelSpec& spec) {
       float r = normal(rng);
       x = ln_weight ? 1.0f + 0.1f * r : vector ? 0.1f * r : spec.init_std * r;
     }
+    if (!outliers.empty()) shape_outliers(ws.name, v, spec.cfg, outliers);
     tensors.push_back({(spec.prefix ? "transformer." : "") + ws.name, spec.dtype, ws.shape, encode(v, spec.dtype)});
   }
   write_safetensors(dir + "/model.safetensors", tensors);
@@ -116,7 +174,9 @@ void make_random_model(const std::string& dir, const MakeModelSpec& spec) {
       fs::copy_file(spec.tokenizer_dir + "/" + f, dir + "/" + f, fs::copy_options::overwrite_existing);
     }
   } else {
-    auto [vocab, merges] = byte_level_tokenizer(spec.cfg.vocab_size);
+    const int ids = spec.tokenizer_vocab > 0 ? spec.tokenizer_vocab : spec.cfg.vocab_size;
+    if (ids > spec.cfg.vocab_size) throw Error("make_random_model: more tokenizer ids than vocab_size");
+    auto [vocab, merges] = byte_level_tokenizer(ids);
     std::ofstream(dir + "/vocab.json") << vocab;
     std::ofstream(dir + "/merges.txt") << merges;
   }

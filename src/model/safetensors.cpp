@@ -1,4 +1,5 @@
-// safetensors: header parsing (fuzz-safe), the read-only mapping, the writer and dtype conversions.
+// safetensors: header parsing (fuzz-safe, as strict as the reference reader), the read-only mapping and
+// the writer. The dtype conversions are in dtype.cpp.
 #include "model/safetensors.h"
 
 #include "text/text_util.h"
@@ -78,9 +79,23 @@ json parse_header_json(const char* text, size_t n, const std::string& where) {
   if (!json_depth_within(text, n, kMaxJsonDepth)) {
     throw InputError("safetensors header is nested too deeply", where);
   }
+  // nlohmann keeps one of two equal keys without a word; the reference reader refuses them, and so does
+  // gen (a header that names a tensor twice is ambiguous). keys: those of each object still open.
+  std::vector<std::set<std::string>> keys;
+  auto no_duplicates = [&](int, json::parse_event_t ev, json& parsed) {
+    if (ev == json::parse_event_t::object_start) keys.emplace_back();
+    if (ev == json::parse_event_t::object_end) keys.pop_back();
+    if (ev != json::parse_event_t::key) return true;
+    const std::string& k = parsed.get_ref<const std::string&>();
+    if (keys.back().insert(k).second) return true;
+    const bool tensor = keys.size() == 1 && k != "__metadata__";
+    throw InputError("duplicate " + std::string(tensor ? "tensor name " : "key ") + quoted(k) +
+                         " in the safetensors header",
+                     where);
+  };
   json header;
   try {
-    header = json::parse(text, text + n);
+    header = json::parse(text, text + n, no_duplicates);
   } catch (const json::exception& e) {
     // Drop nlohmann's "[json.exception.parse_error.101] " prefix; keep the position and reason.
     std::string msg = e.what();
@@ -170,64 +185,43 @@ TensorView parse_entry(const std::string& name, const json& v, const uint8_t* da
   return t;
 }
 
-void check_overlaps(const std::map<std::string, TensorView>& tensors, const std::string& where) {
+// As the reference reader: sorted by data_offsets, the tensors tile the data section exactly, each
+// starting where the one before ends (no overlap, no gap; an empty one sits on a boundary) and the last
+// ending at the end of the file, so that no byte of the file is unaccounted for.
+void check_tiling(const std::map<std::string, TensorView>& tensors, size_t data_size,
+                  const std::string& where) {
   std::vector<const TensorView*> v;
-  for (const auto& kv : tensors) {
-    if (kv.second.nbytes > 0) v.push_back(&kv.second);  // empty ranges share no bytes
-  }
+  v.reserve(tensors.size());
+  for (const auto& kv : tensors) v.push_back(&kv.second);
   std::sort(v.begin(), v.end(), [](const TensorView* a, const TensorView* b) {
     return a->offset < b->offset || (a->offset == b->offset && a->nbytes < b->nbytes);
   });
-  // Sorted by start, so checking neighbours is enough.
-  for (size_t i = 1; i < v.size(); ++i) {
-    if (v[i]->offset < v[i - 1]->offset + v[i - 1]->nbytes) {
+  size_t end = 0;
+  const TensorView* prev = nullptr;
+  for (const TensorView* t : v) {
+    if (t->offset < end) {
       throw InputError(
-          "tensors " + quoted(v[i - 1]->name) + " and " + quoted(v[i]->name) + " overlap in the data section",
+          "tensors " + quoted(prev->name) + " and " + quoted(t->name) + " overlap in the data section",
           where);
     }
+    if (t->offset > end) {
+      throw InputError(std::to_string(t->offset - end) + " bytes of the data section before tensor " +
+                           quoted(t->name) + (prev ? " (after " + quoted(prev->name) + ")" : "") +
+                           " belong to no tensor",
+                       where);
+    }
+    end = t->offset + t->nbytes;
+    prev = t;
+  }
+  if (end != data_size) {
+    throw InputError(std::to_string(data_size - end) + " bytes after the last tensor" +
+                         (prev ? " " + quoted(prev->name) : "") +
+                         " belong to no tensor (the data section is " + std::to_string(data_size) + " bytes)",
+                     where);
   }
 }
-
-inline float bits_to_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-inline uint32_t float_to_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
-inline float h2f(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu;
-  const uint32_t mant = h & 0x3ffu;
-  if (exp == 0x1f) return bits_to_float(sign | 0x7f800000u | (mant << 13));  // inf, nan + payload
-  if (exp != 0) return bits_to_float(sign | ((exp + 112) << 23) | (mant << 13));
-  // Zero or subnormal: mant * 2^-24 is exact in fp32.
-  const float v = static_cast<float>(mant) * 0x1p-24f;
-  return bits_to_float(sign | float_to_bits(v));
-}
-
-inline float b2f(uint16_t b) { return bits_to_float(static_cast<uint32_t>(b) << 16); }
 
 }  // namespace
-
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::F32:
-      return "F32";
-    case DType::F16:
-      return "F16";
-    case DType::BF16:
-      return "BF16";
-  }
-  return "?";
-}
-
-size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
 
 int64_t TensorView::numel() const {
   int64_t n = 1;
@@ -264,7 +258,7 @@ std::map<std::string, TensorView> parse_safetensors(const uint8_t* file, size_t 
     }
     out.emplace(it.key(), parse_entry(it.key(), it.value(), data, data_size, where));
   }
-  check_overlaps(out, where);
+  check_tiling(out, data_size, where);
   return out;
 }
 
@@ -359,60 +353,6 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     const int err = errno;
     std::remove(tmp.c_str());
     throw InputError("cannot write safetensors file: " + std::generic_category().message(err), path);
-  }
-}
-
-float half_to_float(uint16_t h) { return h2f(h); }
-
-uint16_t float_to_half(float f) {
-  const uint32_t x = float_to_bits(f);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const uint32_t ax = x & 0x7fffffffu;
-  if (ax > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));  // quiet nan
-  if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520 rounds to inf
-  if (ax >= 0x38800000u) {  // normal in fp16 (>= 2^-14): rebias the exponent, round the 13 dropped bits
-    const uint32_t r = ax - (112u << 23);
-    return static_cast<uint16_t>(sign | ((r + 0xfffu + ((r >> 13) & 1u)) >> 13));
-  }
-  const uint32_t e = ax >> 23;
-  if (e < 102) return static_cast<uint16_t>(sign);  // below 2^-25: rounds to zero (2^-25 is a tie to 0)
-  // fp16 subnormal: value * 2^24 = m * 2^(e-126), with the shift in [14, 24].
-  const uint32_t m = (ax & 0x7fffffu) | 0x800000u;
-  const uint32_t shift = 126 - e;
-  const uint32_t rem = m & ((1u << shift) - 1);
-  const uint32_t half = 1u << (shift - 1);
-  uint32_t q = m >> shift;
-  if (rem > half || (rem == half && (q & 1u))) ++q;  // may carry into the smallest normal: still right
-  return static_cast<uint16_t>(sign | q);
-}
-
-float bf16_to_float(uint16_t b) { return b2f(b); }
-
-uint16_t float_to_bf16(float f) {
-  const uint32_t x = float_to_bits(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x0040u);  // quiet nan
-  return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
-}
-
-void to_float(DType t, const uint8_t* src, size_t n, float* dst) {
-  switch (t) {
-    case DType::F32:
-      if (n) std::memcpy(dst, src, n * 4);
-      return;
-    case DType::F16:
-      for (size_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);  // the mapping gives no alignment guarantee
-        dst[i] = h2f(h);
-      }
-      return;
-    case DType::BF16:
-      for (size_t i = 0; i < n; ++i) {
-        uint16_t b;
-        std::memcpy(&b, src + 2 * i, 2);
-        dst[i] = b2f(b);
-      }
-      return;
   }
 }
 

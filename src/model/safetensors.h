@@ -26,8 +26,9 @@ struct TensorView {
 // Header parsing, separate from the mapping so that tests and fuzzers can feed it bytes.
 // `file` is the whole file image, `where` names it in errors. Validates: the length prefix fits the
 // file and a sane bound, the header is a JSON object, each entry has a known dtype, a shape of
-// non-negative dims whose byte size matches its data_offsets, offsets inside the data section,
-// and no two tensors overlap. "__metadata__" is allowed and ignored. Throws InputError.
+// non-negative dims whose byte size matches its data_offsets, no key twice in an object (so no tensor
+// name twice), and the tensors tile the data section exactly: no overlap, no gap, no bytes after the
+// last one (as the reference reader). "__metadata__" is allowed and ignored. Throws InputError.
 std::map<std::string, TensorView> parse_safetensors(const uint8_t* file, size_t size,
                                                     const std::string& where);
 

@@ -3,7 +3,10 @@
 #include "model/weights.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <new>
 #include <unordered_set>
 
@@ -96,12 +99,39 @@ struct Piece {
   size_t dst;  // index of the tensor's first element in the allocation
 };
 
-void convert_all(const std::vector<Piece>& pieces, float* base) {
+// The index of the first NaN or Inf in v[0, n), or n when all are finite.
+size_t first_non_finite(const float* v, size_t n) {
+  uint32_t worst = 0;  // the largest magnitude's bits: a branch-free pass that vectorizes
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, v + i, sizeof u);
+    worst = std::max(worst, u & 0x7fffffffu);
+  }
+  if (worst < 0x7f800000u) return n;
+  size_t i = 0;
+  while (std::isfinite(v[i])) ++i;
+  return i;
+}
+
+// Converts every piece, checking each for NaN and Inf while it is still in cache: a checkpoint that
+// holds one is refused here rather than generating "!!!!" (NaN logits) later.
+void convert_all(const std::vector<Piece>& pieces, float* base, const std::string& where) {
   const long n = static_cast<long>(pieces.size());
+  std::vector<size_t> bad(pieces.size());  // [pieces] first non-finite element, or the piece's count
 #pragma omp parallel for schedule(dynamic)
   for (long i = 0; i < n; ++i) {
     const Piece& p = pieces[static_cast<size_t>(i)];
-    to_float(p.t->dtype, p.t->data + p.begin * dtype_size(p.t->dtype), p.count, base + p.dst + p.begin);
+    float* dst = base + p.dst + p.begin;
+    to_float(p.t->dtype, p.t->data + p.begin * dtype_size(p.t->dtype), p.count, dst);
+    bad[size_t(i)] = first_non_finite(dst, p.count);
+  }
+  for (size_t i = 0; i < pieces.size(); ++i) {  // the first in file-independent order, as a serial load
+    const Piece& p = pieces[i];
+    if (bad[i] == p.count) continue;
+    const float v = base[p.dst + p.begin + bad[i]];
+    throw InputError("tensor " + quoted(p.t->name) + " holds " + (std::isnan(v) ? "a NaN" : "an Inf") +
+                         " at element " + std::to_string(p.begin + bad[i]),
+                     where);
   }
 }
 
@@ -175,7 +205,7 @@ Weights Weights::load(const SafeTensors& st, const ModelConfig& cfg) {
     throw Error("out of memory: cannot allocate " + std::to_string(total * 4) + " bytes for the weights");
   }
   const float* base = w.data.data();
-  convert_all(pieces, w.data.data());
+  convert_all(pieces, w.data.data(), st.path());
 
   // Pointers follow gpt2_weight_specs order: wte, wpe, 12 per layer, ln_f.
   std::vector<const float*> at(views.size());

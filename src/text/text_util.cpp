@@ -49,4 +49,11 @@ std::string printable(const std::string& s, bool escape_high, size_t max_len) {
   return out;
 }
 
+std::string utf8_prefix(const std::string& s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  size_t n = max_bytes;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;  // s[n] starts the cut character
+  return s.substr(0, n) + "...";
+}
+
 }  // namespace gen::detail

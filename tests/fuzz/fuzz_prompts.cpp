@@ -24,6 +24,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (p.max_new_tokens && *p.max_new_tokens < 0) abort();
       if (p.temperature && !(*p.temperature >= 0)) abort();
       if (p.top_p && !(*p.top_p > 0 && *p.top_p <= 1)) abort();
+      if (p.max_new_tokens && *p.max_new_tokens > gen::limits::max_new_tokens) abort();
+      if (p.top_k && (*p.top_k < 0 || *p.top_k > gen::limits::max_top_k)) abort();
+      if (p.stop && (!jsonl || p.stop->empty())) abort();
+      for (const auto& s : p.stop ? *p.stop : std::vector<std::string>()) {
+        if (s.empty() || gen::utf8_error_offset(s) >= 0) abort();  // stop strings: non-empty UTF-8
+      }
     }
   }
   return 0;
