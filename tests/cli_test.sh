@@ -104,7 +104,7 @@ printf 'ok \xc3\x28 bad' >"$tmp/badutf8.txt"
 expect_error 2 "invalid UTF-8 in prompt at byte 3" -- --model "$M" --prompt-file "$tmp/badutf8.txt"
 expect_error 2 "cannot read prompt file" -- --model "$M" --prompt-file "$tmp/none.txt"
 expect_error 2 "cannot read prompt file: it is a directory" -- --model "$M" --prompt-file "$tmp"
-expect_error 2 "longer than the context of 8" -- --model "$M" --prompt "$(printf 'word %.0s' $(seq 1 50))" --ctx 8
+expect_error 2 "longer than the context of 8|more than the context of 8 tokens can hold" -- --model "$M" --prompt "$(printf 'word %.0s' $(seq 1 50))" --ctx 8
 expect_error 2 "--ctx 65 is out of range: must be in 0..64 \\(0: the model's n_positions\\)" -- --model "$M" "${P[@]}" --ctx 65
 expect_error 2 "--top-p" -- --model "$M" "${P[@]}" --top-p 0
 expect_error 2 "--top-p" -- --model "$M" "${P[@]}" --top-p 1.5

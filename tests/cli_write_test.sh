@@ -129,7 +129,8 @@ expect_error 2 "^error: index $idx appears twice in the output file; not one run
 # ---- an interrupted --compare prints what it has, exit 130 ------------------------------------------
 # A long prompt: the cached run is quick, the uncached one recomputes the whole prompt every step.
 make_model "$tmp/long" 2 2 64 1024
-if [ "$real_tok" = 1 ]; then words=700; else words=150; fi
+# The stand-in tokenizer gives one token a byte: 100 words are 500 tokens, and 300 more fit in 1024.
+if [ "$real_tok" = 1 ]; then words=700; else words=100; fi
 printf 'word %.0s' $(seq 1 $words) >"$tmp/long.txt"
 # compare_int WHEN OUT ERR ARGS...: SIGINT once stderr says the run WHEN ("with", "without") started
 # and (with GROW=N) stdout holds more than N bytes, else 0.3 s later. WHEN a number: SIGINT after as
@@ -138,7 +139,7 @@ compare_int() {
   local when=$1 out=$2 err=$3
   shift 3
   local t0=$(date +%s.%N)
-  "$GEN" --model "$tmp/long" --device cpu --ignore-eos --temperature 0 --compare "$@" >"$out" 2>"$err" &
+  "$GEN" --model "${MODEL:-$tmp/long}" --device cpu --ignore-eos --temperature 0 --compare "$@" >"$out" 2>"$err" &
   local pid=$!
   case $when in
     with | without) for _ in $(seq 1 600); do
@@ -179,7 +180,10 @@ assert j["no_cache"]["finish_reason"] == "interrupted" and len(j["no_cache"]["to
 assert j["cache"]["finish_reason"] == "interrupted" or len(j["cache"]["tokens"]) == 300, j
 PY
 # Cut in the first run: the second never starts ("-" in its column).
-GROW=45 compare_int with "$tmp/c.out" "$tmp/c.err" --prompt "Hello" -n 1000
+# A wider model, so that its 1000 cached tokens take about a second even with the stand-in tokenizer's
+# small vocabulary (on the 64-wide one they took 60 ms, ending before the SIGINT).
+make_model "$tmp/wide" 8 8 512 1024
+MODEL=$tmp/wide GROW=45 compare_int with "$tmp/c.out" "$tmp/c.err" --prompt "Hello" -n 1000
 rc=$?
 [ $rc = 130 ] && grep -qE '^finish +interrupted +interrupted$' "$tmp/c.out" && grep -qE '^generated tokens +[0-9]+ +-$' "$tmp/c.out" \
   && ! grep -q 'running without' "$tmp/c.err" && ok \
