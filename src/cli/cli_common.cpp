@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "gen/error.h"
@@ -128,9 +129,9 @@ uint64_t random_seed() {
   return (uint64_t(rd()) << 32) ^ uint64_t(rd());
 }
 
-void require_utf8(const std::string& text, const std::string& flag) {
+void require_utf8(const std::string& text, const std::string& where) {
   const long bad = utf8_error_offset(text);
-  if (bad >= 0) throw InputError("invalid UTF-8 at byte " + std::to_string(bad), flag);
+  if (bad >= 0) throw InputError("invalid UTF-8 at byte " + std::to_string(bad), where);
 }
 
 std::string threads_note(int threads) {

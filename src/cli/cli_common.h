@@ -3,7 +3,6 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <cstdint>
-#include <sstream>
 #include <string>
 
 #include "gen/error.h"
@@ -19,16 +18,6 @@ Parsed parse_cli(CLI::App& app, int argc, const char* const* argv, const std::st
 
 // --device auto|cpu|cuda, --dtype fp32|fp16|bf16|int8, --threads N.
 void add_device_flags(CLI::App& app, std::string* device, std::string* dtype, int* threads);
-
-// Throws InputError "<flag> <value> is out of range: <what>" unless lo <= value <= hi (NaN fails).
-template <typename T>
-void require_range(const char* flag, T value, T lo, T hi, const char* what) {
-  if (!(value >= lo && value <= hi)) {
-    std::ostringstream ss;
-    ss << flag << " " << value << " is out of range: " << what;
-    throw InputError(ss.str(), flag);
-  }
-}
 
 // An integer flag's check, on the text as typed: decimal digits only (CLI11 alone reads "010" as
 // eight and takes "0x10"), an optional '-', leading zeros dropped, and lo <= value <= hi. It throws
@@ -47,9 +36,9 @@ void add_sampling_flags(CLI::App& app, GenOptions* g, int min_new_tokens);
 // A seed drawn from the OS's entropy, for runs without --seed (reported, so that they can be repeated).
 uint64_t random_seed();
 
-// The text flags (--stop, --system, ...) are checked as prompts are: UTF-8, else InputError naming the
-// byte offset and the flag.
-void require_utf8(const std::string& text, const std::string& flag);
+// Text from a flag (--stop, --system, ...) or a file is checked as prompts are: UTF-8, else InputError
+// "invalid UTF-8 at byte N (<where>)", where is the flag or the file.
+void require_utf8(const std::string& text, const std::string& where);
 
 // --threads above the machine's cores is allowed; this one stderr note says so ("" when not above).
 std::string threads_note(int threads);

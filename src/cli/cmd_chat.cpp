@@ -37,10 +37,7 @@ void validate(const ChatCli& o) {
   const std::pair<const char*, const std::string*> texts[] = {{"--system", &o.chat.system},
                                                               {"--user-prefix", &o.chat.user_prefix},
                                                               {"--bot-prefix", &o.chat.bot_prefix}};
-  for (const auto& [flag, text] : texts) {
-    const long bad = utf8_error_offset(*text);
-    if (bad >= 0) throw InputError("invalid UTF-8 at byte " + std::to_string(bad), flag);
-  }
+  for (const auto& [flag, text] : texts) require_utf8(*text, flag);
 }
 
 ChatCli parse(int argc, char** argv) {

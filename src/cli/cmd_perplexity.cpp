@@ -57,8 +57,7 @@ PplOptions parse(int argc, char** argv) {
 std::string read_text(const std::string& path) {
   const std::string text = read_user_file(path, "file");
   if (text.empty()) throw InputError("the file is empty", path);
-  const long bad = utf8_error_offset(text);
-  if (bad >= 0) throw InputError("invalid UTF-8 at byte " + std::to_string(bad), path);
+  require_utf8(text, path);
   return text;
 }
 

@@ -86,7 +86,6 @@ Options parse_options(int argc, const char* const* argv) {
       break;
   }
   if (!positional.empty()) o.prompt = positional;
-  o.seed_given = seed.has_value();
   o.gen.seed = seed ? *seed : random_seed();
   validate(o);
   return o;

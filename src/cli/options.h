@@ -15,7 +15,6 @@ struct Options {
   std::optional<std::string> prompts_file;  // --prompts-file FILE (.txt lines or .jsonl)
   int batch_size = 8;                       // sequences decoded together (--prompts-file)
   int samples = 1;                          // --samples K: completions per prompt (seeds seed .. seed+K-1)
-  bool seed_given = false;                  // --seed given; else gen.seed is a random draw
   std::string output;                       // --output FILE: JSON lines appended as prompts finish
   bool resume = false;                      // skip the indices already in --output
   bool compare = false;                     // run with and without the cache, print one table

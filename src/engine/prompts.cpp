@@ -23,7 +23,7 @@ namespace {
 using nlohmann::json;
 
 // lo..hi as a message gives them: integers exactly (2^64 - 1 for the seed's bound), reals as the flags'
-// messages give them: [lo, hi], or (0, hi] when `open_lo` (0 itself is out).
+// messages give them: [lo, hi], or (lo, hi] when `open_lo` (lo itself is out).
 std::string bounds_text(double lo, double hi, bool integral, bool open_lo) {
   std::ostringstream ss;
   if (integral) {
@@ -31,7 +31,7 @@ std::string bounds_text(double lo, double hi, bool integral, bool open_lo) {
     if (hi >= 1.8e19) ss << "18446744073709551615";
     else ss << (long long)hi;
   } else {
-    ss << (lo == 0 && open_lo ? "(" : "[") << lo << ", " << hi << "]";
+    ss << (open_lo ? "(" : "[") << lo << ", " << hi << "]";
   }
   return ss.str();
 }
@@ -94,8 +94,9 @@ void parse_json_line(const std::string& line, PromptSpec& p) {
   }
   for (const auto& item : j.items()) {
     if (std::find(std::begin(kKeys), std::end(kKeys), item.key()) == std::end(kKeys)) {
-      p.error = "unknown key \"" + detail::printable(item.key(), false, 40) +
-                "\" (prompt, max_new_tokens, temperature, top_k, top_p, seed, stop)";
+      std::string known;
+      for (const char* k : kKeys) known += std::string(known.empty() ? "" : ", ") + k;
+      p.error = "unknown key \"" + detail::printable(item.key(), false, 40) + "\" (" + known + ")";
       return;
     }
   }
