@@ -37,8 +37,14 @@ class ScriptedBackend : public Backend {
   std::string dtype() const override { return "fp32"; }
   const ModelConfig& config() const override { return cfg_; }
   void reserve(int) override {}
+  std::string kv_dtype() const override { return "f32"; }
+  size_t memory_available() const override { return 0; }
 
  protected:
+  void copy_kv_positions(const KVCache&, int, int, KVCache&, int, int, int) override { no_kv(); }
+  void download_kv(const KVCache&, int, int, void*, int) override { no_kv(); }
+  void upload_kv(KVCache&, int, const void*, int, int) override { no_kv(); }
+  [[noreturn]] static void no_kv() { throw Error("the scripted backend keeps no K/V to move"); }
   std::unique_ptr<KVCache> new_cache(int slots, int max_ctx) override {
     hist_.assign(slots, {});
     return std::make_unique<KVCache>(cfg_, slots, max_ctx, 4);

@@ -3,6 +3,7 @@
 // backend's) and advance each slot's length once; the protected compute* that each backend implements
 // only computes.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -57,6 +58,26 @@ class Backend {
                       int* tokens_out);
   // One line on the device memory the backend holds, for the run's summary ("" when not relevant).
   virtual std::string memory_summary() const { return ""; }
+  // The element type of this backend's K and V: "f32", "f16" or "bf16" (the CPU keeps fp32 K/V at
+  // every weight dtype).
+  virtual std::string kv_dtype() const = 0;
+  // Free bytes where this backend's caches live (the host's MemAvailable, the GPU's free memory);
+  // 0 when it cannot tell. For defaults such as the prefix cache's budget.
+  virtual size_t memory_available() const = 0;
+
+  // K/V moved between slots and to and from the host, for the prefix cache and the K/V files. Every
+  // layer's K and V are moved; positions are per slot. The caches must be this backend's (Error).
+  // Copies positions [src_pos, src_pos + n) of src's slot to dst's slot at dst_pos.. (two caches of
+  // any max_ctx, or one). They must have been written: src_pos + n <= src.length(src_slot), and
+  // dst_pos <= dst.length(dst_slot) as for forward(); dst's slot then holds dst_pos + n positions.
+  // On the GPU a device-to-device copy, ordered on the backend's stream before later calls.
+  void copy_kv(const KVCache& src, int src_slot, int src_pos, KVCache& dst, int dst_slot, int dst_pos, int n);
+  // Positions [0, n) of a slot to host memory laid out [n_layer][2: K, V][H][host_n][D] elements of
+  // kv_dtype() (host_n >= n positions per head; the first n of each are written). n <= length(slot).
+  void read_kv(const KVCache& cache, int slot, int n, void* host, int host_n);
+  // The reverse: the first n of host_n positions per head into positions [0, n) of the slot, which
+  // then holds n positions.
+  void write_kv(KVCache& cache, int slot, const void* host, int host_n, int n);
 
  protected:
   // The backend's own cache for a checked shape.
@@ -70,13 +91,19 @@ class Backend {
   // ids cross to the host) and replays a captured graph for decode steps.
   virtual void compute_sample(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
                               int* tokens_out);
+  // The moves above on checked arguments (the caches are this backend's; the positions lie inside them).
+  virtual void copy_kv_positions(const KVCache& src, int src_slot, int src_pos, KVCache& dst, int dst_slot,
+                                 int dst_pos, int n) = 0;
+  virtual void download_kv(const KVCache& cache, int slot, int n, void* host, int host_n) = 0;
+  virtual void upload_kv(KVCache& cache, int slot, const void* host, int host_n, int n) = 0;
 
  private:
   // Refuses a bad batch, or a cache another backend made (Error / InputError).
   void check(const std::vector<SeqInput>& batch, const KVCache* cache) const;
   static void advance(const std::vector<SeqInput>& batch, KVCache* cache);
+  void check_slot(const KVCache& cache, int slot, const char* call) const;
   std::vector<float> logits_;  // [B, V] for the default compute_sample
-  SampleScratch scratch_;
+  std::vector<SampleScratch> scratch_;  // one per OpenMP thread: the rows are drawn in parallel
 };
 
 }  // namespace gen

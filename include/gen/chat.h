@@ -1,6 +1,7 @@
 // gen chat's conversation, independent of stdin and stdout: the token ids of a multi-turn dialogue
 // and a Session whose KV cache holds them across turns, so a turn prefills only what is new.
 #pragma once
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <string>
@@ -18,6 +19,16 @@ struct ChatOptions {
   // Per reply: max_new_tokens, sampling, seed, use_cache, ignore_eos, stop. The Chat sets max_ctx
   // (its own context) and stop_strings (the stop string below) on each call.
   GenOptions gen;
+};
+
+// What a conversation is, apart from its K/V: the settings its ids were made with and the ids turn by
+// turn (gen chat --session saves it after every turn; gen/chat_session.h).
+struct ChatState {
+  std::string system, user_prefix, bot_prefix;
+  uint64_t seed = 0;      // every reply draws with it
+  int turns_done = 0;     // turns that ran; the next is turns_done + 1
+  std::vector<int> system_ids;
+  std::vector<std::vector<int>> turns;  // per kept turn: its user piece, then the kept reply and newline
 };
 
 // One turn that ran.
@@ -82,6 +93,11 @@ class Chat {
   int context() const { return ctx_; }
   const std::string& stop_string() const { return stop_; }
   const Session& session() const { return session_; }
+  ChatState state() const;
+  // Continues a saved conversation: its ids, turn count, and a session whose cache holds K/V for the
+  // session's ids (any prefix of the conversation; the rest is prefilled by the next turn). The
+  // state's settings must be this chat's (Error otherwise: the caller builds the chat from them).
+  void restore(const ChatState& state, Session session);
 
  private:
   int length() const;                                  // ids().size() without building it

@@ -40,8 +40,11 @@ struct Timing {
   double ttft_ms = 0;     // run start to the first token (queue + prefill)
   double decode_ms = 0;   // every later step (forward + sampling)
   double total_ms = 0;    // run start to the last token
+  // Reading a --prompt-cache file before the run (fingerprint, read, checks, copy into the cache);
+  // filled by the caller, who adds it to ttft_ms and total_ms: a hit is not faster by leaving it out.
+  double prompt_cache_ms = 0;
   int prefill_tokens = 0;  // prompt tokens computed in the prefill
-  int cached_tokens = 0;   // prompt tokens whose K and V were reused from a session's cache
+  int cached_tokens = 0;   // prompt tokens whose K and V were reused (a session's cache, the prefix cache)
   int decode_steps = 0;
   double prefill_tokens_per_s() const { return prefill_ms > 0 ? prefill_tokens * 1e3 / prefill_ms : 0; }
   double decode_tokens_per_s() const { return decode_ms > 0 ? decode_steps * 1e3 / decode_ms : 0; }
@@ -92,9 +95,17 @@ struct Session {
   std::vector<int> tokens;  // the ids whose K and V the cache holds, positions 0..n-1
 };
 
+class PrefixCache;
+
 class Generator {
  public:
   Generator(Backend& backend, const Tokenizer& tokenizer);
+  // Shares prompt prefixes among the requests of run() and across runs (gen/prefix_cache.h): a request
+  // copies the cached K/V of its prompt's longest cached run of blocks and prefills the rest; after its
+  // prefill, its prompt's blocks are added. A request that shares blocks not yet cached with one being
+  // prefilled in the same step waits one step, so that the shared part is computed once. nullptr: off.
+  // The cache must be for this generator's backend. Not used by generate() (a session keeps its own).
+  void set_prefix_cache(PrefixCache* cache);
   // Prompt text -> ids: an empty prompt is <|endoftext|>; a prompt longer than the context throws
   // InputError, before tokenizing when its bytes alone show it cannot fit.
   std::vector<int> encode_prompt(const std::string& text, int max_ctx) const;
@@ -113,6 +124,7 @@ class Generator {
   class Loop;  // one run: admitting requests, building a step, accepting its tokens
   Backend& backend_;
   const Tokenizer& tok_;
+  PrefixCache* prefix_ = nullptr;
   size_t max_token_bytes_ = 0;  // the longest token's bytes
 };
 

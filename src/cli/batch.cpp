@@ -15,7 +15,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "gen/device.h"
 #include "gen/error.h"
+#include "gen/prefix_cache.h"
 #include "cli/output.h"
 #include "cli/stdout_writer.h"
 #include "text/text_util.h"
@@ -344,8 +346,11 @@ int run_batch(const BatchContext& ctx, const std::vector<PromptSpec>& prompts, B
   const std::vector<Request> requests = make_requests(ctx, prompts, output, out, &failed, &budget, &jobs);
   Progress progress(int(requests.size()), budget);
   int finished = 0;
+  long reused = 0, computed = 0;  // prompt tokens over the run
   RunCallbacks cb;
   cb.on_done = [&](int index, GenResult&& r) {
+    reused += r.timing.cached_tokens;
+    computed += r.timing.prefill_tokens;
     if (r.finish_reason == "interrupted") return;  // not written: --resume runs it again
     r.timing.load_ms = ctx.load_ms;
     const Job& job = jobs[size_t(index)];
@@ -359,10 +364,18 @@ int run_batch(const BatchContext& ctx, const std::vector<PromptSpec>& prompts, B
     progress.step(s.batch);
     if (ctx.trace) ctx.trace->row(opt.gen.use_cache, s);
   };
+  std::unique_ptr<PrefixCache> prefix;
+  if (opt.prefix_cache && opt.gen.use_cache) {
+    const size_t mb = size_t(opt.prefix_cache_mb);
+    prefix = std::make_unique<PrefixCache>(ctx.backend,
+                                           opt.prefix_cache_mb >= 0 ? mb << 20 : PrefixCache::default_budget(ctx.backend));
+  }
+  ctx.generator.set_prefix_cache(prefix.get());
   const auto t0 = Clock::now();
   install_sigint();
   ctx.generator.run(requests, opt.gen, opt.batch_size, cb);
   restore_sigint();
+  ctx.generator.set_prefix_cache(nullptr);
   const double secs = seconds_since(t0);
   progress.clear();
   out.drain();
@@ -374,6 +387,12 @@ int run_batch(const BatchContext& ctx, const std::vector<PromptSpec>& prompts, B
                 finished, failed, skipped, progress.tokens(), secs, secs > 0 ? progress.tokens() / secs : 0.0,
                 opt.batch_size, opt.gen.use_cache ? "KV cache" : "no cache", ctx.device.c_str(), ctx.load_ms);
   std::cerr << buf;
+  std::cerr << "[gen] prompt tokens: " << reused << " reused, " << computed << " computed"
+            << (prefix ? " (prefix cache " + human_bytes(double(prefix->bytes())) + " of " +
+                             human_bytes(double(prefix->budget_bytes())) + ", " + std::to_string(prefix->blocks()) +
+                             " blocks of " + std::to_string(PrefixCache::kBlock) + " tokens)"
+                       : std::string(opt.gen.use_cache ? " (prefix cache off)" : ""))
+            << "\n";
   if (g_interrupted) {
     std::cerr << "[gen] interrupted: " << int(requests.size()) - finished << " prompts not finished"
               << (output ? "; run the same command with --resume to finish them" : "") << "\n";

@@ -1,6 +1,9 @@
 #include "cli/cli_common.h"
 
+#include <sys/stat.h>
+
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <random>
 #include <sstream>
@@ -132,6 +135,11 @@ uint64_t random_seed() {
 void require_utf8(const std::string& text, const std::string& where) {
   const long bad = utf8_error_offset(text);
   if (bad >= 0) throw InputError("invalid UTF-8 at byte " + std::to_string(bad), where);
+}
+
+bool path_exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 || errno != ENOENT;
 }
 
 std::string threads_note(int threads) {

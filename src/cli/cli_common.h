@@ -40,6 +40,10 @@ uint64_t random_seed();
 // "invalid UTF-8 at byte N (<where>)", where is the flag or the file.
 void require_utf8(const std::string& text, const std::string& where);
 
+// True when `path` names something, or it cannot be told (a broken link, a directory that cannot be
+// searched): reading it then says why. False only for "no such file".
+bool path_exists(const std::string& path);
+
 // --threads above the machine's cores is allowed; this one stderr note says so ("" when not above).
 std::string threads_note(int threads);
 

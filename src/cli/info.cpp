@@ -9,6 +9,7 @@
 #include "gen/error.h"
 #include "cli/output.h"
 #include "gen/device.h"
+#include "gen/prefix_cache.h"
 
 namespace fs = std::filesystem;
 
@@ -50,6 +51,12 @@ std::string digits(uint64_t n) {
 }
 
 std::string bytes(uint64_t n) { return digits(n) + " B (" + human_bytes(double(n)) + ")"; }
+
+// Tokens of K/V that 1 GiB of prefix cache holds, in whole blocks (gen/prefix_cache.h).
+uint64_t prefix_cache_tokens_per_gib(const KvBytes& k) {
+  const uint64_t block = k.per_token * PrefixCache::kBlock;
+  return block ? (uint64_t(1) << 30) / block * PrefixCache::kBlock : 0;
+}
 
 // The number of tokens in vocab.json, to tell a padded vocabulary; 0 when the file is absent or not a
 // JSON object (gen itself reports a broken one: a calculator need not).
@@ -162,6 +169,7 @@ std::string info_text(const InfoReport& r) {
   for (const KvBytes& k : r.kv) {
     o << "  " << k.dtype << "  per token     " << bytes(k.per_token) << "\n";
     o << "        per sequence  " << bytes(k.per_sequence) << "\n";
+    o << "        prefix cache  " << digits(prefix_cache_tokens_per_gib(k)) << " tokens per GiB of --prefix-cache-mb\n";
     o << "        batch of " << r.batch << "    " << k.factors << " = " << bytes(k.batch) << "\n";
   }
   o << "\nmemory: weights + KV cache of the batch (activations, and on a GPU the CUDA context, come on top)\n";
@@ -212,6 +220,7 @@ std::string info_json(const InfoReport& r) {
   j["warnings"] = r.warnings;
   for (const KvBytes& k : r.kv) {
     j["kv_cache"][k.dtype] = {{"bytes_per_token", k.per_token}, {"bytes_per_sequence", k.per_sequence},
+                              {"prefix_cache_tokens_per_gib", prefix_cache_tokens_per_gib(k)},
                               {"bytes_batch", k.batch},
                               {"formula", k.factors + " = " + std::to_string(k.batch)}};
   }

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 #include <new>
+#include <optional>
 
 #include "cli/batch.h"
 #include "cli/cli_common.h"
@@ -14,6 +15,7 @@
 #include "gen/model.h"
 #include "cli/options.h"
 #include "cli/output.h"
+#include "cli/prompt_cache.h"
 #include "cli/report.h"
 #include "cli/stdout_writer.h"
 
@@ -35,20 +37,35 @@ gen::TextCallback echo_and_stream(const std::string& prompt) {
   return [](const std::string& s) { gen::write_stdout(s); };
 }
 
+// A single run's --prompt-cache: the file and the session it was loaded into.
+struct CacheFile {
+  gen::PromptCache& file;
+  gen::Session& session;
+  gen::Backend& backend;
+};
+
 // One prompt, text streamed to stdout (or one JSON line), the summary on stderr.
 int run_single(const gen::Options& opt, gen::Generator& generator, const std::vector<int>& ids,
-               const std::string& prompt, const gen::RunInfo& info, double load_ms, gen::TraceWriter* trace) {
+               const std::string& prompt, const gen::RunInfo& info, double load_ms, gen::TraceWriter* trace,
+               const CacheFile* cache) {
   const gen::TextCallback stream = opt.json ? gen::TextCallback() : echo_and_stream(prompt);
   std::function<void(const gen::StepInfo&)> on_step;
   if (trace) on_step = [&](const gen::StepInfo& s) { trace->row(opt.gen.use_cache, s); };
-  gen::GenResult res = generator.generate(ids, opt.gen, stream, nullptr, on_step);
+  gen::GenResult res = generator.generate(ids, opt.gen, stream, cache ? &cache->session : nullptr, on_step);
   res.timing.load_ms = load_ms;
+  if (cache) {
+    gen::Timing& t = res.timing;
+    t.prompt_cache_ms = cache->file.load_ms();
+    t.ttft_ms += t.prompt_cache_ms;
+    t.total_ms += t.prompt_cache_ms;
+    cache->file.save(cache->backend, ids, cache->session);  // before any result is printed: a failed save is exit 1
+  }
   if (trace) trace->close();
   if (opt.json) {
     gen::write_stdout(gen::result_json(info, res) + "\n");
   } else {
     gen::write_stdout("\n");
-    std::cerr << gen::timing_summary(info, res);
+    std::cerr << gen::timing_summary(info, res) << (cache ? cache->file.summary() : "");
   }
   return exit_code(res);
 }
@@ -146,6 +163,8 @@ int run(int argc, char** argv) {
   if (!opt.output.empty()) output = std::make_unique<gen::BatchOutput>(opt.output, opt.resume, prompts);
   std::unique_ptr<gen::TraceWriter> trace;
   if (!opt.trace.empty()) trace = std::make_unique<gen::TraceWriter>(opt.trace);
+  std::unique_ptr<gen::PromptCache> prompt_cache;
+  if (!opt.prompt_cache.empty()) prompt_cache = std::make_unique<gen::PromptCache>(opt.prompt_cache);
 
   const auto t0 = Clock::now();
   gen::Model model = gen::load_model(gen::resolve_model_dir(opt.model));
@@ -162,13 +181,19 @@ int run(int argc, char** argv) {
   }
   const int ctx = gen::effective_context(model.cfg, opt.gen.max_ctx);
   const std::vector<int> ids = generator.encode_prompt(prompt, ctx);
+  gen::Session session;
+  std::optional<CacheFile> cache_file;
+  if (prompt_cache) {
+    session = prompt_cache->load(*backend, model.dir, model.cfg, ids, ctx);
+    cache_file.emplace(CacheFile{*prompt_cache, session, *backend});
+  }
   if (!note.empty()) std::cerr << note << "\n";  // after every input check: an error stays one line
   gen::install_sigint();
   const int rc = opt.compare ? run_compare(opt, generator, ids, prompt, gen::device_name(device), backend->dtype(), trace.get())
                              : run_single(opt, generator, ids, prompt,
                                           gen::RunInfo{0, prompt, gen::device_name(device), backend->dtype(), opt.gen.use_cache,
                                                        backend->memory_summary(), opt.gen.seed},
-                                          load_ms, trace.get());
+                                          load_ms, trace.get(), cache_file ? &*cache_file : nullptr);
   gen::restore_sigint();
   return rc;
 }

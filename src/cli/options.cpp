@@ -19,6 +19,14 @@ void validate(const Options& o) {
   if (!o.output.empty() && !o.prompts_file) throw InputError("--output goes with --prompts-file", "--output");
   if (o.compare && o.prompts_file) throw InputError("--compare takes one prompt, not --prompts-file", "--compare");
   if (o.compare && o.samples > 1) throw InputError("--compare runs one sample, not --samples", "--compare");
+  if (!o.prompt_cache.empty()) {
+    const char* other = o.prompts_file ? "--prompts-file (its prompts share prefixes through the prefix cache)"
+                        : o.samples > 1 ? "--samples"
+                        : o.compare     ? "--compare"
+                        : !o.gen.use_cache ? "--no-cache (there is no K/V to keep)"
+                                           : nullptr;
+    if (other) throw InputError(std::string("--prompt-cache takes a single prompt with the KV cache, not ") + other, "--prompt-cache");
+  }
   for (const auto& s : o.gen.stop_strings) {
     if (s.empty()) throw InputError("--stop needs a non-empty string", "--stop");
     require_utf8(s, "--stop");
@@ -71,6 +79,15 @@ Options parse_options(int argc, const char* const* argv) {
   cmp->excludes(uc);  // --compare runs both modes itself
   cmp->excludes(nc);
   app.add_flag("--ignore-eos", o.gen.ignore_eos, "do not stop at <|endoftext|>");
+  auto* npc = app.add_flag("!--no-prefix-cache", o.prefix_cache,
+                           "do not share the K/V of common prompt prefixes among the prompts of a batch");
+  app.add_option("--prefix-cache-mb", o.prefix_cache_mb,
+                 "memory for shared prompt prefixes, MiB (default: a quarter of the free memory)")
+      ->transform(decimal("--prefix-cache-mb", 0, 1 << 24))
+      ->default_str("auto")
+      ->excludes(npc);
+  app.add_option("--prompt-cache", o.prompt_cache,
+                 "reuse the prompt's K/V saved in FILE (the longest common prefix), then save this prompt's");
   app.add_option("--ctx", o.gen.max_ctx, "context length for the KV cache (0: n_positions)")
       ->transform(decimal("--ctx", 0, limits::max_ctx));
   add_device_flags(app, &o.device, &o.dtype, &o.threads);

@@ -19,6 +19,9 @@ struct Options {
   bool resume = false;                      // skip the indices already in --output
   bool compare = false;                     // run with and without the cache, print one table
   std::string trace;                        // --trace FILE: one CSV row per step
+  bool prefix_cache = true;                 // share prompt prefixes in a batch (--no-prefix-cache: off)
+  long prefix_cache_mb = -1;                // the prefix cache's budget in MiB (-1: PrefixCache::default_budget)
+  std::string prompt_cache;                 // --prompt-cache FILE: a single prompt's K/V, loaded and saved
   GenOptions gen;
   std::string device = "auto";
   std::string dtype;  // empty: the backend's default

@@ -25,7 +25,10 @@ nlohmann::json result_object(const RunInfo& info, const GenResult& r) {
         {"ttft_ms", t.ttft_ms},
         {"decode_tokens_per_s", t.decode_tokens_per_s()},
         {"queue_ms", t.queue_ms},
-        {"total_ms", t.total_ms}}},
+        {"total_ms", t.total_ms},
+        {"prefill_tokens", t.prefill_tokens},
+        {"cached_tokens", t.cached_tokens},
+        {"prompt_cache_ms", t.prompt_cache_ms}}},
       {"kv_cache_bytes", r.kv_bytes_allocated},
       {"kv_cache_bytes_used", r.kv_bytes_used},
       {"seed", info.seed},
@@ -57,6 +60,10 @@ std::string timing_summary(const RunInfo& info, const GenResult& r) {
                 t.decode_ms, t.decode_steps, t.decode_steps ? t.decode_ms / t.decode_steps : 0.0,
                 t.decode_tokens_per_s(), t.total_ms, t.ttft_ms);
   std::string s = buf;
+  if (t.cached_tokens > 0) {
+    s += "[gen] prompt   " + std::to_string(t.cached_tokens) + " tokens' K/V reused, " +
+         std::to_string(t.prefill_tokens) + " computed\n";
+  }
   if (info.use_cache) {
     s += "[gen] KV cache " + human_bytes(double(r.kv_bytes_allocated)) + " allocated, " +
          human_bytes(double(r.kv_bytes_used)) + " used\n";

@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <cstring>
 #include <string>
 
 #include "cpu/cpu_ops.h"
@@ -81,6 +82,7 @@ void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVC
   const int C = c.n_embd, H = c.n_head, D = c.head_dim();
   cpu::layernorm(ln_.data(), x_.data(), L.ln1_w, L.ln1_b, T, C, c.layer_norm_epsilon);
   M.qkv.apply(qkv_.data(), ln_.data(), L.qkv_b, T);
+  attn_.clear();
   for (size_t i = 0; i < batch.size(); ++i) {
     const auto& s = batch[i];
     const int n = int(s.tokens.size()), r0 = row0_[i];
@@ -90,8 +92,9 @@ void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVC
     const int ctx = cache ? cache->max_ctx() : n;
     const float* qkv = qkv_.data() + size_t(r0) * 3 * C;
     cpu::kv_write(K, V, ctx, qkv, n, s.pos0, H, D);
-    cpu::attention(att_.data() + size_t(r0) * C, qkv, K, V, ctx, n, s.pos0, H, D, scores_.data(), threads_);
+    attn_.push_back({att_.data() + size_t(r0) * C, qkv, K, V, ctx, n, s.pos0});
   }
+  cpu::attention_batch(attn_, H, D, scores_.data(), threads_);
   M.proj.apply(tmp_.data(), att_.data(), L.proj_b, T);
   cpu::add_inplace(x_.data(), tmp_.data(), size_t(T) * C);
   cpu::layernorm(ln_.data(), x_.data(), L.ln2_w, L.ln2_b, T, C, c.layer_norm_epsilon);
@@ -130,6 +133,53 @@ void CpuBackend::compute(const std::vector<SeqInput>& batch, KVCache* cache, flo
     }
     lm_head_.apply(logits_out, last_.data(), nullptr, B);
   }
+}
+
+size_t CpuBackend::memory_available() const { return host_memory_available(); }
+
+// K and V of a layer and slot are [H][max_ctx][D]: n positions of a head are n x D contiguous floats.
+void CpuBackend::copy_kv_positions(const KVCache& src, int src_slot, int src_pos, KVCache& dst, int dst_slot,
+                                   int dst_pos, int n) {
+  const auto& s = static_cast<const CpuKVCache&>(src);  // checked by Backend::copy_kv
+  auto& d = static_cast<CpuKVCache&>(dst);
+  const int H = w_->cfg.n_head, D = w_->cfg.head_dim();
+  const size_t bytes = size_t(n) * D * sizeof(float);
+  for (int l = 0; l < w_->cfg.n_layer; ++l) {
+    for (int h = 0; h < H; ++h) {
+      const size_t from = (size_t(h) * s.max_ctx() + src_pos) * D, to = (size_t(h) * d.max_ctx() + dst_pos) * D;
+      std::memmove(d.k(l, dst_slot) + to, s.k(l, src_slot) + from, bytes);
+      std::memmove(d.v(l, dst_slot) + to, s.v(l, src_slot) + from, bytes);
+    }
+  }
+}
+
+namespace {
+// Host layout [n_layer][2: K, V][H][host_n][D]: fn(the cache's head, the host's head) for every head of
+// every layer's K and V, each a run of positions x D floats.
+template <typename Cache, typename Host, typename Fn>
+void each_kv_head(Cache& c, int slot, Host* host, int host_n, const ModelConfig& cfg, Fn fn) {
+  const int H = cfg.n_head, D = cfg.head_dim();
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    for (int kv = 0; kv < 2; ++kv) {
+      auto* base = kv == 0 ? c.k(l, slot) : c.v(l, slot);
+      for (int h = 0; h < H; ++h) {
+        fn(base + size_t(h) * c.max_ctx() * D, host + ((size_t(l) * 2 + kv) * H + h) * size_t(host_n) * D);
+      }
+    }
+  }
+}
+}  // namespace
+
+void CpuBackend::download_kv(const KVCache& cache, int slot, int n, void* host, int host_n) {
+  const size_t bytes = size_t(n) * w_->cfg.head_dim() * sizeof(float);
+  each_kv_head(static_cast<const CpuKVCache&>(cache), slot, static_cast<float*>(host), host_n, w_->cfg,
+               [&](const float* head, float* out) { std::memcpy(out, head, bytes); });
+}
+
+void CpuBackend::upload_kv(KVCache& cache, int slot, const void* host, int host_n, int n) {
+  const size_t bytes = size_t(n) * w_->cfg.head_dim() * sizeof(float);
+  each_kv_head(static_cast<CpuKVCache&>(cache), slot, static_cast<const float*>(host), host_n, w_->cfg,
+               [&](float* head, const float* in) { std::memcpy(head, in, bytes); });
 }
 
 }  // namespace gen

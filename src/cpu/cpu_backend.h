@@ -3,7 +3,9 @@
 #include <memory>
 #include <vector>
 
+#include "cpu/cpu_ops.h"
 #include "cpu/linear.h"
+#include "cpu/no_init.h"
 #include "gen/backend.h"
 #include "model/weights.h"
 
@@ -15,13 +17,15 @@ class CpuKVCache : public KVCache {
   CpuKVCache(const ModelConfig& cfg, int slots, int max_ctx);
   float* k(int layer, int slot) { return k_.data() + offset(layer, slot); }  // [H][max_ctx][D]
   float* v(int layer, int slot) { return v_.data() + offset(layer, slot); }
+  const float* k(int layer, int slot) const { return k_.data() + offset(layer, slot); }
+  const float* v(int layer, int slot) const { return v_.data() + offset(layer, slot); }
 
  private:
   size_t offset(int layer, int slot) const {
     return (size_t(layer) * slots() + slot) * size_t(n_head_) * max_ctx() * head_dim_;
   }
   int n_head_, head_dim_;
-  std::vector<float> k_, v_;
+  cpu::Floats k_, v_;  // written before read: never zero-filled (cpu/no_init.h)
 };
 
 class CpuBackend : public Backend {
@@ -32,11 +36,17 @@ class CpuBackend : public Backend {
   std::string dtype() const override { return cpu::dtype_name(dtype_); }
   const ModelConfig& config() const override { return w_->cfg; }
   void reserve(int max_tokens) override;
+  std::string kv_dtype() const override { return "f32"; }
+  size_t memory_available() const override;
 
  protected:
   std::unique_ptr<KVCache> new_cache(int slots, int max_ctx) override;
   // The one forward pass: logits of each sequence's last row ([B, V]) or of every row ([T, V]).
   void compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) override;
+  void copy_kv_positions(const KVCache& src, int src_slot, int src_pos, KVCache& dst, int dst_slot, int dst_pos,
+                         int n) override;
+  void download_kv(const KVCache& cache, int slot, int n, void* host, int host_n) override;
+  void upload_kv(KVCache& cache, int slot, const void* host, int host_n, int n) override;
 
  private:
   void layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int T);
@@ -52,17 +62,18 @@ class CpuBackend : public Backend {
   std::vector<LayerLinears> linears_;  // [n_layer]
   cpu::Linear lm_head_;                // the tied wte [V, C], as x @ wte^T
   int reserved_ = 0;  // tokens the scratch holds
-  // Scratch, T = rows: the new tokens of the whole batch:
-  std::vector<float> x_;       // [T, C]   residual stream
-  std::vector<float> ln_;      // [T, C]
-  std::vector<float> qkv_;     // [T, 3C]
-  std::vector<float> att_;     // [T, C]
-  std::vector<float> mlp_;     // [T, 4C]
-  std::vector<float> tmp_;     // [T, C]
-  std::vector<float> last_;    // [B, C]  final-layernormed last rows ([T, C] for forward_all)
-  std::vector<float> scores_;  // [threads, min(T, 64), T + n_positions] attention scores
-  std::vector<float> kv_k_, kv_v_;  // no-cache path: one layer's K, V [H][n][D] per sequence
+  // Scratch, T = rows: the new tokens of the whole batch (uninitialized: each step writes what it reads):
+  cpu::Floats x_;       // [T, C]   residual stream
+  cpu::Floats ln_;      // [T, C]
+  cpu::Floats qkv_;     // [T, 3C]
+  cpu::Floats att_;     // [T, C]
+  cpu::Floats mlp_;     // [T, 4C]
+  cpu::Floats tmp_;     // [T, C]
+  cpu::Floats last_;    // [B, C]  final-layernormed last rows ([T, C] for forward_all)
+  cpu::Floats scores_;  // [threads, min(T, 64), T + n_positions] attention scores
+  cpu::Floats kv_k_, kv_v_;  // no-cache path: one layer's K, V [H][n][D] per sequence
   std::vector<int> row0_;      // first row of each sequence in the batch
+  std::vector<cpu::AttentionSeq> attn_;  // [B] this layer's attention of each sequence
 };
 
 }  // namespace gen

@@ -149,17 +149,31 @@ size_t attention_scratch_floats(int T, int pos0, int n_threads) {
 
 void attention(float* out, const float* qkv, const float* k_cache, const float* v_cache, int ctx, int T, int pos0,
                int H, int D, float* scores, int n_threads_scratch) {
+  attention_batch({AttentionSeq{out, qkv, k_cache, v_cache, ctx, T, pos0}}, H, D, scores, n_threads_scratch);
+}
+
+void attention_batch(const std::vector<AttentionSeq>& seqs, int H, int D, float* scores, int n_threads_scratch) {
   const int C = H * D;
-  const int n_blocks = (T + kQueryBlock - 1) / kQueryBlock, n_items = H * n_blocks;
-  const size_t per_thread = size_t(std::min(T, kQueryBlock)) * (pos0 + T);
-  const size_t work = size_t(H) * T * (pos0 + T) * D;
-  // One (head, block) item per thread; OpenBLAS runs single-threaded inside the parallel region.
+  // Items: (sequence, head, block of query rows), numbered sequence by sequence.
+  std::vector<int> first(seqs.size() + 1, 0);
+  size_t per_thread = 0, work = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const AttentionSeq& q = seqs[i];
+    first[i + 1] = first[i] + H * ((q.T + kQueryBlock - 1) / kQueryBlock);
+    per_thread = std::max(per_thread, size_t(std::min(q.T, kQueryBlock)) * (q.pos0 + q.T));
+    work += size_t(H) * q.T * (q.pos0 + q.T) * D;
+  }
+  const int n_items = first.back();
+  // One item per thread at a time; OpenBLAS runs single-threaded inside the parallel region.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads_scratch) if (work >= kParallelMin)
   for (int item = 0; item < n_items; ++item) {
-    const int h = item / n_blocks, b = item % n_blocks;
-    const int t0 = b * kQueryBlock, t1 = std::min(T, t0 + kQueryBlock);
-    attend_block(out + h * D, qkv + h * D, k_cache + size_t(h) * ctx * D, v_cache + size_t(h) * ctx * D, t0, t1, pos0,
-                 C, D, scores + size_t(omp_get_thread_num()) * per_thread);
+    const size_t i = size_t(std::upper_bound(first.begin(), first.end(), item) - first.begin()) - 1;
+    const AttentionSeq& q = seqs[i];
+    const int n_blocks = (q.T + kQueryBlock - 1) / kQueryBlock, local = item - first[i];
+    const int h = local / n_blocks, b = local % n_blocks;
+    const int t0 = b * kQueryBlock, t1 = std::min(q.T, t0 + kQueryBlock);
+    attend_block(q.out + h * D, q.qkv + h * D, q.k_cache + size_t(h) * q.ctx * D, q.v_cache + size_t(h) * q.ctx * D,
+                 t0, t1, q.pos0, C, D, scores + size_t(omp_get_thread_num()) * per_thread);
   }
 }
 

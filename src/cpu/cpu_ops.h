@@ -4,6 +4,7 @@
 // H = heads, D = head_dim, V = vocab; a GEMM maps Cin columns to Cout.
 #pragma once
 #include <cstddef>
+#include <vector>
 
 namespace gen::cpu {
 
@@ -40,5 +41,19 @@ void kv_write(float* k_cache, float* v_cache, int ctx, const float* qkv, int T, 
 void attention(float* out, const float* qkv, const float* k_cache, const float* v_cache, int ctx,
                int T, int pos0, int H, int D, float* scores, int n_threads_scratch);
 size_t attention_scratch_floats(int T, int pos0, int n_threads);
+
+// One sequence of a batched attention call: attention()'s arguments but H, D and the scratch.
+struct AttentionSeq {
+  float* out;           // [T, C]
+  const float* qkv;     // [T, 3C]
+  const float* k_cache;  // [H][ctx][D]
+  const float* v_cache;
+  int ctx, T, pos0;
+};
+// attention() of every sequence of a batch in one parallel region over (sequence, head, block of
+// query rows): a decode step's sequences (one row each, too little work to split alone) then share
+// the threads. The same arithmetic per row as attention(). `scores`: attention_scratch_floats of the
+// largest T and pos0 + T among them, for n_threads_scratch threads.
+void attention_batch(const std::vector<AttentionSeq>& seqs, int H, int D, float* scores, int n_threads_scratch);
 
 }  // namespace gen::cpu

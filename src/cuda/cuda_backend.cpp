@@ -62,14 +62,25 @@ class CudaBackend final : public Backend {
   // Rows for max_tokens; the batch dimension (logits [B, V]) grows with the first batch that needs it.
   void reserve(int max_tokens) override { act_.reserve(max_tokens, 1, graphs_); }
   std::string memory_summary() const override;
+  std::string kv_dtype() const override {
+    return std::is_same_v<Elem, float> ? "f32" : std::is_same_v<Elem, __half> ? "f16" : "bf16";
+  }
+  size_t memory_available() const override;
 
  protected:
   std::unique_ptr<KVCache> new_cache(int slots, int max_ctx) override;
   void compute(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out, bool all_rows) override;
   void compute_sample(const std::vector<SeqInput>& batch, KVCache* cache,
                       const std::vector<DrawParams>& draws, int* tokens_out) override;
+  void copy_kv_positions(const KVCache& src, int src_slot, int src_pos, KVCache& dst, int dst_slot, int dst_pos,
+                         int n) override;
+  void download_kv(const KVCache& cache, int slot, int n, void* host, int host_n) override;
+  void upload_kv(KVCache& cache, int slot, const void* host, int host_n, int n) override;
 
  private:
+  // One 2D copy per layer and K/V: H rows of n x D elements, each side with its own row pitch.
+  void copy_heads(const CudaKVCache<Elem>* src, int src_slot, int src_pos, CudaKVCache<Elem>* dst, int dst_slot,
+                  int dst_pos, int n, uint8_t* host, int host_n, cudaMemcpyKind kind);
   int prepare_inputs(const std::vector<SeqInput>& batch, const KVCache* cache);  // returns T
   // all_logits == nullptr: the last row of each sequence -> step().logits [B, V]; else every row ->
   // all_logits [T, V].
@@ -262,6 +273,54 @@ void CudaBackend<Elem>::compute_sample(const std::vector<SeqInput>& batch, KVCac
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   std::memcpy(tokens_out, act_.io().h_tokens(), B * sizeof(int));
+}
+
+template <typename Elem>
+size_t CudaBackend<Elem>::memory_available() const {
+  size_t free = 0, total = 0;
+  return cudaMemGetInfo(&free, &total) == cudaSuccess ? free : 0;
+}
+
+// A slot's heads are H runs of max_ctx x D elements; the host layout [n_layer][2][H][host_n][D] has
+// runs of host_n x D. Either side may be the host (src or dst nullptr: `host` stands for it).
+template <typename Elem>
+void CudaBackend<Elem>::copy_heads(const CudaKVCache<Elem>* src, int src_slot, int src_pos, CudaKVCache<Elem>* dst,
+                                   int dst_slot, int dst_pos, int n, uint8_t* host, int host_n,
+                                   cudaMemcpyKind kind) {
+  const size_t D = size_t(cfg_.head_dim()), E = sizeof(Elem), H = size_t(cfg_.n_head);
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    for (int kv = 0; kv < 2; ++kv) {
+      uint8_t* host_head = host ? host + (size_t(l) * 2 + kv) * H * size_t(host_n) * D * E : nullptr;
+      const void* from = src ? static_cast<const void*>(src->slot_data(l, kv, src_slot) + size_t(src_pos) * D)
+                             : host_head;
+      void* to = dst ? static_cast<void*>(dst->slot_data(l, kv, dst_slot) + size_t(dst_pos) * D) : host_head;
+      const size_t spitch = (src ? size_t(src->max_ctx()) : size_t(host_n)) * D * E;
+      const size_t dpitch = (dst ? size_t(dst->max_ctx()) : size_t(host_n)) * D * E;
+      CUDA_CHECK(cudaMemcpy2DAsync(to, dpitch, from, spitch, size_t(n) * D * E, H, kind, stream_));
+    }
+  }
+}
+
+template <typename Elem>
+void CudaBackend<Elem>::copy_kv_positions(const KVCache& src, int src_slot, int src_pos, KVCache& dst,
+                                          int dst_slot, int dst_pos, int n) {
+  // Ordered on the stream before the next forward: no sync.
+  copy_heads(static_cast<const CudaKVCache<Elem>*>(&src), src_slot, src_pos, static_cast<CudaKVCache<Elem>*>(&dst),
+             dst_slot, dst_pos, n, nullptr, 0, cudaMemcpyDeviceToDevice);
+}
+
+template <typename Elem>
+void CudaBackend<Elem>::download_kv(const KVCache& cache, int slot, int n, void* host, int host_n) {
+  copy_heads(static_cast<const CudaKVCache<Elem>*>(&cache), slot, 0, nullptr, 0, 0, n, static_cast<uint8_t*>(host),
+             host_n, cudaMemcpyDeviceToHost);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+template <typename Elem>
+void CudaBackend<Elem>::upload_kv(KVCache& cache, int slot, const void* host, int host_n, int n) {
+  copy_heads(nullptr, 0, 0, static_cast<CudaKVCache<Elem>*>(&cache), slot, 0, n,
+             const_cast<uint8_t*>(static_cast<const uint8_t*>(host)), host_n, cudaMemcpyHostToDevice);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host buffer may go once this returns
 }
 
 template <typename Elem>

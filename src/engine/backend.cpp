@@ -1,7 +1,10 @@
 #include "gen/backend.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "gen/error.h"
@@ -112,11 +115,50 @@ void Backend::compute_sample(const std::vector<SeqInput>& batch, KVCache* cache,
   const int V = config().vocab_size, n = config().usable_vocab();  // padded ids are never drawn
   logits_.resize(batch.size() * size_t(V));
   compute(batch, cache, logits_.data(), false);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const DrawParams& d = draws[i];
-    const float* row = &logits_[i * size_t(V)];
-    tokens_out[i] = logits_finite(row, n) ? sample(row, n, d.sampling, d.seed, d.step, scratch_) : -1;
+  const int B = int(batch.size());
+  if (scratch_.size() < size_t(omp_get_max_threads())) scratch_.resize(size_t(omp_get_max_threads()));
+  // Each draw depends only on its row and its DrawParams: rows are independent.
+#pragma omp parallel for schedule(dynamic, 1) if (B > 1)
+  for (int i = 0; i < B; ++i) {
+    const DrawParams& d = draws[size_t(i)];
+    const float* row = &logits_[size_t(i) * V];
+    SampleScratch& scratch = scratch_[size_t(omp_get_thread_num())];
+    tokens_out[i] = logits_finite(row, n) ? sample(row, n, d.sampling, d.seed, d.step, scratch) : -1;
   }
+}
+
+void Backend::check_slot(const KVCache& cache, int slot, const char* call) const {
+  if (cache.owner() != this) throw Error(std::string(call) + ": the cache belongs to another backend");
+  if (slot < 0 || slot >= cache.slots()) {
+    throw Error(std::string(call) + ": slot " + std::to_string(slot) + " is not in the cache");
+  }
+}
+
+void Backend::copy_kv(const KVCache& src, int src_slot, int src_pos, KVCache& dst, int dst_slot, int dst_pos,
+                      int n) {
+  check_slot(src, src_slot, "copy_kv");
+  check_slot(dst, dst_slot, "copy_kv");
+  if (n < 0 || src_pos < 0 || src_pos + n > src.length(src_slot) || dst_pos < 0 ||
+      dst_pos > dst.length(dst_slot) || dst_pos + n > dst.max_ctx()) {
+    throw Error("copy_kv: positions " + std::to_string(src_pos) + "+" + std::to_string(n) + " to " +
+                std::to_string(dst_pos) + " do not lie in the written positions");
+  }
+  if (&src == &dst && src_slot == dst_slot) throw Error("copy_kv: a slot onto itself");
+  if (n > 0) copy_kv_positions(src, src_slot, src_pos, dst, dst_slot, dst_pos, n);
+  dst.len_.at(size_t(dst_slot)) = dst_pos + n;
+}
+
+void Backend::read_kv(const KVCache& cache, int slot, int n, void* host, int host_n) {
+  check_slot(cache, slot, "read_kv");
+  if (n < 0 || n > cache.length(slot) || host_n < n) throw Error("read_kv: bad position count");
+  if (n > 0) download_kv(cache, slot, n, host, host_n);
+}
+
+void Backend::write_kv(KVCache& cache, int slot, const void* host, int host_n, int n) {
+  check_slot(cache, slot, "write_kv");
+  if (n < 0 || n > cache.max_ctx() || host_n < n) throw Error("write_kv: bad position count");
+  if (n > 0) upload_kv(cache, slot, host, host_n, n);
+  cache.len_.at(size_t(slot)) = n;
 }
 
 }  // namespace gen

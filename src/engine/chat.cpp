@@ -168,4 +168,27 @@ ChatTurn Chat::turn(const std::string& line, const Callbacks& cb) {
   return t;
 }
 
+ChatState Chat::state() const {
+  ChatState st;
+  st.system = opt_.system;
+  st.user_prefix = opt_.user_prefix;
+  st.bot_prefix = opt_.bot_prefix;
+  st.seed = opt_.gen.seed;
+  st.turns_done = number_;
+  st.system_ids = system_;
+  st.turns.assign(turns_.begin(), turns_.end());
+  return st;
+}
+
+void Chat::restore(const ChatState& st, Session session) {
+  if (st.system != opt_.system || st.user_prefix != opt_.user_prefix || st.bot_prefix != opt_.bot_prefix ||
+      st.seed != opt_.gen.seed) {
+    throw Error("Chat::restore: the saved settings are not this chat's");
+  }
+  system_ = st.system_ids;
+  turns_.assign(st.turns.begin(), st.turns.end());
+  number_ = st.turns_done;
+  session_ = std::move(session);
+}
+
 }  // namespace gen

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "gen/error.h"
+#include "gen/prefix_cache.h"
 
 namespace gen {
 
@@ -42,6 +43,24 @@ int max_step_tokens(const std::vector<Request>& reqs, int B, int max_ctx, bool u
   return int(std::max(1L, sum));
 }
 
+// Leading tokens a and b share, at most `limit`.
+size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b, size_t limit) {
+  limit = std::min({limit, a.size(), b.size()});
+  size_t n = 0;
+  while (n < limit && a[n] == b[n]) ++n;
+  return n;
+}
+
+// True when `prompt` shares more whole blocks with one of `others` (prompts prefilled in the coming
+// step, whose blocks the prefix cache takes after it) than the `cached` tokens it can copy now.
+bool shares_uncached(const std::vector<int>& prompt, int cached, const std::vector<const std::vector<int>*>& others) {
+  for (const auto* o : others) {
+    const size_t n = common_prefix(prompt, *o, prompt.size() - 1);
+    if (int(n / PrefixCache::kBlock * PrefixCache::kBlock) > cached) return true;
+  }
+  return false;
+}
+
 // One sequence in the batch: its tokens so far, how many of them the cache holds, and its result.
 struct Live {
   const Request* req = nullptr;
@@ -66,6 +85,11 @@ int effective_context(const ModelConfig& cfg, int requested) {
 
 Generator::Generator(Backend& backend, const Tokenizer& tokenizer) : backend_(backend), tok_(tokenizer) {
   for (int id = 0; id < tok_.vocab_size(); ++id) max_token_bytes_ = std::max(max_token_bytes_, tok_.token_bytes(id).size());
+}
+
+void Generator::set_prefix_cache(PrefixCache* cache) {
+  if (cache && &cache->backend() != &backend_) throw Error("the prefix cache belongs to another backend");
+  prefix_ = cache;
 }
 
 std::vector<int> Generator::encode_prompt(const std::string& text, int max_ctx) const {
@@ -111,6 +135,7 @@ class Generator::Loop {
   int max_ctx_ = 0;
   std::unique_ptr<KVCache> own_cache_;
   KVCache* cache_ = nullptr;
+  PrefixCache* prefix_ = nullptr;  // shared prompt blocks (a run with its own cache only)
   std::vector<int> free_slots_;
   std::vector<Live> live_;
   std::vector<SeqInput> batch_;
@@ -162,6 +187,7 @@ Generator::Loop::Loop(Generator& g, const std::vector<Request>& requests, const 
   } else if (run_opt.use_cache) {
     own_cache_ = g_.backend_.make_cache(B, max_ctx_);
     cache_ = own_cache_.get();
+    prefix_ = g_.prefix_;
   }
   g_.backend_.reserve(max_step_tokens(requests, B, max_ctx_, cache_ != nullptr));
   for (int s = B - 1; s >= 0; --s) free_slots_.push_back(s);
@@ -210,8 +236,14 @@ void Generator::Loop::finish(Live& L, const char* reason) {
 }
 
 void Generator::Loop::admit() {
+  // The prompts admitted now are prefilled in the coming step. A request that shares blocks with one
+  // of them beyond what the prefix cache holds waits: after the step it copies them instead.
+  std::vector<const std::vector<int>*> prefilling;
   while (!free_slots_.empty() && waiting_ < requests_.size()) {
-    const Request& r = requests_[waiting_++];
+    const Request& r = requests_[waiting_];
+    const int reuse = prefix_ ? prefix_->match(r.prompt, int(r.prompt.size()) - 1) : 0;
+    if (prefix_ && prefix_->capacity() > 0 && shares_uncached(r.prompt, reuse, prefilling)) break;
+    ++waiting_;
     live_.emplace_back();
     Live& L = live_.back();
     L.req = &r;
@@ -228,12 +260,13 @@ void Generator::Loop::admit() {
     L.slot = free_slots_.back();
     free_slots_.pop_back();
     if (session_) {  // reuse the cached prefix, leaving at least one token to compute
-      const auto& have = session_->tokens;
-      size_t n = 0;
-      while (n < have.size() && n + 1 < r.prompt.size() && have[n] == r.prompt[n]) ++n;
-      L.computed = int(n);
-      L.res.timing.cached_tokens = int(n);
+      L.computed = int(common_prefix(session_->tokens, r.prompt, r.prompt.size() - 1));
+    } else if (reuse > 0) {
+      prefix_->load(r.prompt, reuse, *cache_, L.slot);
+      L.computed = reuse;
     }
+    L.res.timing.cached_tokens = L.computed;
+    if (prefix_) prefilling.push_back(&r.prompt);
   }
 }
 
@@ -264,6 +297,8 @@ void Generator::Loop::accept(double ms, StepInfo& info) {
       t.prefill_ms = ms;
       t.ttft_ms = ms_since(t_start_);
       t.prefill_tokens = int(batch_[i].tokens.size());
+      // The prompt's K/V are all in the slot now (seq is still the prompt): its blocks for later requests.
+      if (prefix_) prefix_->store(L.seq, int(L.seq.size()), *cache_, L.slot);
     } else {
       t.decode_ms += ms;
       ++t.decode_steps;

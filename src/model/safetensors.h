@@ -42,6 +42,9 @@ class SafeTensors {
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const TensorView* find(const std::string& name) const;  // nullptr when absent
   const std::string& path() const { return path_; }
+  // The whole file as mapped (header included), for hashing it: valid while the SafeTensors lives.
+  const uint8_t* bytes() const { return static_cast<const uint8_t*>(map_); }
+  size_t size() const { return size_; }
 
  private:
   std::string path_;
