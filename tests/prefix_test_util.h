@@ -1,13 +1,44 @@
 // Requests for the prefix cache's tests on both backends (test_prefix_cache.cpp, test_cuda_prefix.cpp):
 // prompts that share prefixes in several ways, and what each can reuse from the prompts before it.
 #pragma once
+#include <catch2/catch.hpp>
+#include <map>
 #include <random>
 #include <vector>
 
 #include "gen/generator.h"
 #include "gen/prefix_cache.h"
+#include "model/model_maker.h"
 
 namespace gen::test {
+
+// The model of these tests: room for long prompts (256 positions), 2 layers of 2 heads of 32, and the
+// stand-in tokenizer's 320 ids (tiny_tokenizer(320)).
+inline MakeModelSpec prefix_model_spec() {
+  MakeModelSpec spec;
+  spec.cfg.n_layer = 2;
+  spec.cfg.n_head = 2;
+  spec.cfg.n_embd = 64;
+  spec.cfg.n_positions = 256;
+  spec.cfg.vocab_size = 320;
+  spec.cfg.eos_token_id = 319;
+  spec.init_std = 0.1f;
+  spec.seed = 11;
+  return spec;
+}
+
+// A run of every request at `batch`, its results by request index (each exactly once).
+inline std::map<int, GenResult> run_all(Generator& g, const std::vector<Request>& reqs, int batch) {
+  std::map<int, GenResult> out;
+  RunCallbacks cb;
+  cb.on_done = [&](int i, GenResult&& r) {
+    REQUIRE(out.count(i) == 0);
+    out[i] = std::move(r);
+  };
+  g.run(reqs, GenOptions{}, batch, cb);
+  REQUIRE(out.size() == reqs.size());
+  return out;
+}
 
 inline std::vector<int> random_ids(std::mt19937& rng, int n) {
   std::vector<int> ids(static_cast<size_t>(n));

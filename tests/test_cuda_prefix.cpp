@@ -22,17 +22,12 @@ namespace {
 
 constexpr ComputeDType kDtypes[] = {ComputeDType::fp32, ComputeDType::fp16, ComputeDType::bf16};
 
-std::shared_ptr<const Weights> small_model(const TempDir& dir) {
-  MakeModelSpec spec;
-  spec.cfg.n_layer = 2;
-  spec.cfg.n_head = 2;
-  spec.cfg.n_embd = 128;
-  spec.cfg.n_positions = 256;
-  spec.cfg.vocab_size = 320;
-  spec.cfg.eos_token_id = 319;
-  spec.init_std = 0.1f;
-  return make_random_weights(dir.path(), spec);
-}
+// The tests' model (prefix_model_spec), made for each test, and its stand-in tokenizer.
+struct Rig {
+  TempDir dir;
+  std::shared_ptr<const Weights> w = make_random_weights(dir.path(), prefix_model_spec());
+  Tokenizer tok = tiny_tokenizer(320);
+};
 
 std::vector<uint8_t> read_all(Backend& be, const KVCache& cache, int slot, int n) {
   std::vector<uint8_t> host(cache.bytes_for_positions(size_t(n)));
@@ -61,8 +56,8 @@ std::vector<float> forward_one(Backend& be, KVCache& cache, int slot, std::vecto
 }  // namespace
 
 TEST_CASE("CUDA K/V moves are exact, and a copied slot continues as the original", "[cuda][prefix]") {
-  TempDir dir;
-  const auto w = small_model(dir);
+  Rig rig;
+  const auto& w = rig.w;
   std::mt19937 rng{8};
   const std::vector<int> prompt = random_ids(rng, 50);
   for (ComputeDType dt : kDtypes) {
@@ -101,26 +96,17 @@ TEST_CASE("CUDA K/V moves are exact, and a copied slot continues as the original
 
 TEST_CASE("CUDA with the prefix cache gives each prompt its tokens without it, computing shared blocks once",
           "[cuda][prefix][batch]") {
-  TempDir dir;
-  const auto w = small_model(dir);
-  const Tokenizer tok = tiny_tokenizer(320);
+  Rig rig;
   for (ComputeDType dt : kDtypes) {
-    auto gpu = make_cuda_backend(w, dt);
-    Generator g(*gpu, tok);
+    auto gpu = make_cuda_backend(rig.w, dt);
+    Generator g(*gpu, rig.tok);
     std::mt19937 rng{40};
     const auto reqs = sharing_requests(rng, 0.9f);
-    auto run = [&](int batch) {
-      std::map<int, GenResult> out;
-      RunCallbacks cb;
-      cb.on_done = [&](int i, GenResult&& r) { out[i] = std::move(r); };
-      g.run(reqs, GenOptions{}, batch, cb);
-      return out;
-    };
-    const auto reference = run(4);
+    const auto reference = run_all(g, reqs, 4);
     for (int batch : {1, 3, 8}) {
       PrefixCache pc(*gpu, size_t(16) << 20);
       g.set_prefix_cache(&pc);
-      const auto got = run(batch);
+      const auto got = run_all(g, reqs, batch);
       g.set_prefix_cache(nullptr);
       for (size_t i = 0; i < reqs.size(); ++i) {
         INFO(gpu->dtype() << ", batch " << batch << ", request " << i);
@@ -133,12 +119,10 @@ TEST_CASE("CUDA with the prefix cache gives each prompt its tokens without it, c
 
 TEST_CASE("A CUDA session's K/V saved to a K/V file's fields load into a new session that continues alike",
           "[cuda][prefix]") {
-  TempDir dir;
-  const auto w = small_model(dir);
-  const Tokenizer tok = tiny_tokenizer(320);
+  Rig rig;
   for (ComputeDType dt : kDtypes) {
-    auto gpu = make_cuda_backend(w, dt);
-    Generator g(*gpu, tok);
+    auto gpu = make_cuda_backend(rig.w, dt);
+    Generator g(*gpu, rig.tok);
     std::mt19937 rng{41};
     const std::vector<int> prompt = random_ids(rng, 60);
     GenOptions opt;

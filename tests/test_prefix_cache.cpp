@@ -21,19 +21,10 @@ namespace {
 
 constexpr int kB = PrefixCache::kBlock;
 
-// A random model with room for long prompts: 2 layers, 2 heads of 32, 256 positions, 320 ids.
+// The tests' model (prefix_model_spec) on the CPU backend.
 struct Rig {
   Rig() : tok(tiny_tokenizer(320)) {
-    MakeModelSpec spec;
-    spec.cfg.n_layer = 2;
-    spec.cfg.n_head = 2;
-    spec.cfg.n_embd = 64;
-    spec.cfg.n_positions = 256;
-    spec.cfg.vocab_size = 320;
-    spec.cfg.eos_token_id = 319;
-    spec.init_std = 0.1f;
-    spec.seed = 11;
-    w = make_random_weights(dir.path(), spec);
+    w = make_random_weights(dir.path(), prefix_model_spec());
     be = std::make_unique<CpuBackend>(w, 2);
   }
   TempDir dir;
@@ -41,7 +32,6 @@ struct Rig {
   std::unique_ptr<CpuBackend> be;
   Tokenizer tok;
 };
-
 
 // Positions [from, from + n) of every head, out of a host copy [L][2][H][host_n][D].
 std::vector<float> heads(const std::vector<float>& host, const ModelConfig& c, int host_n, int from, int n) {
@@ -165,19 +155,6 @@ TEST_CASE("The prefix cache matches whole blocks, loads them exactly and evicts 
   REQUIRE(none.blocks() == 0);
   REQUIRE(none.match(a, 49) == 0);
 }
-
-namespace {
-
-std::map<int, GenResult> run_all(Generator& g, const std::vector<Request>& reqs, int batch) {
-  std::map<int, GenResult> out;
-  RunCallbacks cb;
-  cb.on_done = [&](int i, GenResult&& r) { out[i] = std::move(r); };
-  g.run(reqs, GenOptions{}, batch, cb);
-  REQUIRE(out.size() == reqs.size());
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("A batch with the prefix cache gives each prompt its tokens without it, computing shared blocks once",
           "[prefix][batch]") {

@@ -63,7 +63,8 @@ class PrefixCache {
   size_t budget_;
   size_t block_bytes_;
   int max_blocks_;    // budget / block_bytes
-  int chunk_blocks_;  // blocks per pool cache, allocated one at a time
+  int chunk_blocks_;  // blocks per pool cache, allocated one at a time (the last one may hold fewer)
+  int allocated_ = 0; // blocks the pool's caches hold
   std::vector<std::unique_ptr<KVCache>> chunks_;  // the pool: chunks_[b / chunk_blocks_] slot b % chunk_blocks_
   std::vector<int> free_;                          // pool blocks no node holds
   std::unique_ptr<Node> root_;                     // the empty prefix (no block)

@@ -6,13 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "engine/atomic_file.h"
 #include "gen/error.h"
 #include "gen/notes.h"
 #include "model/hash.h"
@@ -111,29 +111,12 @@ std::optional<std::string> read_cache(const std::string& path, const FileStamp& 
 }
 
 // Writes the cache atomically (a temporary file renamed over it), so a reader never sees half of one.
-// No fsync: a cache lost or emptied by a crash is only computed again. Returns "" or the reason.
+// Not durable: a cache lost or emptied by a crash is only computed again. Returns "" or the reason.
 std::string write_cache(const std::string& path, const FileStamp& stamp, const std::string& hex) {
-  static std::atomic<unsigned> counter{0};
   const std::string text =
       json{{"size", stamp.size}, {"mtime_ns", stamp.mtime_ns}, {"xxh3_64", hex}}.dump() + "\n";
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return std::strerror(errno);
-  int err = 0;
-  for (size_t done = 0; done < text.size() && err == 0;) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n > 0)
-      done += size_t(n);
-    else if (n == 0)
-      err = EIO;  // no progress and no errno: do not spin
-    else if (errno != EINTR)
-      err = errno;
-  }
-  if (::close(fd) != 0 && err == 0) err = errno;
-  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
-  if (err == 0) return "";
-  ::unlink(tmp.c_str());
-  return std::strerror(err);
+  const int err = write_atomically(path, [&](int fd) { return write_all_bytes(fd, text.data(), text.size()); }, false);
+  return err == 0 ? "" : std::strerror(err);
 }
 
 std::string weights_hash(const SafeTensors& st, const std::optional<FileStamp>& before) {

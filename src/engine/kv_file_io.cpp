@@ -5,10 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 
+#include "engine/atomic_file.h"
 #include "engine/kv_file_format.h"
 #include "gen/error.h"
 #include "gen/kv_file.h"
@@ -106,29 +106,6 @@ namespace {
 
 using kvfmt::kHeaderBytes;
 
-// A name of its own beside `path` (same directory, so rename is atomic): the pid and a counter keep two
-// processes, or two threads, from sharing one.
-std::string temp_name(const std::string& path) {
-  static std::atomic<unsigned> counter{0};
-  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-}
-
-long sys_write(int fd, const void* buf, size_t n) { return ::write(fd, buf, n); }
-
-// 0 or the errno of the failed write: continues short writes, retries EINTR.
-int write_all(int fd, const void* data, size_t n, KvWriteFn write_fn) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const long w = write_fn(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return errno ? errno : EIO;
-    if (w == 0) return EIO;  // no progress and no error: do not spin
-    p += w;
-    n -= size_t(w);
-  }
-  return 0;
-}
-
 // Writes the whole file to `fd`, hashing as it goes; 0 or an errno.
 int write_image(int fd, const kvfmt::Prefix& p, const KvFile& f, KvWriteFn write_fn) {
   const std::pair<const void*, size_t> pieces[] = {{p.header, kHeaderBytes},
@@ -138,39 +115,18 @@ int write_image(int fd, const kvfmt::Prefix& p, const KvFile& f, KvWriteFn write
   Hash64 h;
   for (const auto& [data, n] : pieces) {
     h.update(data, n);
-    if (const int err = write_all(fd, data, n, write_fn)) return err;
+    if (const int err = write_all_bytes(fd, data, n, write_fn)) return err;
   }
   const uint64_t sum = h.digest();
-  return write_all(fd, &sum, 8, write_fn);
-}
-
-// After the rename, so the new name survives a power cut; a failure here loses no data (the file is
-// whole under its name either way), so it is not reported.
-void sync_directory(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)::fsync(fd);
-  ::close(fd);
+  return write_all_bytes(fd, &sum, 8, write_fn);
 }
 
 }  // namespace
 
 void write_kv_file(const std::string& path, const KvFile& f, KvWriteFn write_fn) {
   const kvfmt::Prefix prefix = kvfmt::encode_prefix(f, path);
-  const std::string tmp = temp_name(path);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error("writing " + path + " failed: " + std::strerror(errno));
-  int err = write_image(fd, prefix, f, write_fn ? write_fn : sys_write);
-  if (err == 0 && ::fsync(fd) != 0) err = errno;
-  if (::close(fd) != 0 && err == 0) err = errno;
-  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
-  if (err != 0) {
-    ::unlink(tmp.c_str());
-    throw Error("writing " + path + " failed: " + std::strerror(err));
-  }
-  sync_directory(path);
+  const int err = write_atomically(path, [&](int fd) { return write_image(fd, prefix, f, write_fn); }, true);
+  if (err != 0) throw Error("writing " + path + " failed: " + std::strerror(err));
 }
 
 void check_kv_file_writable(const std::string& path, const std::string& what) {
@@ -186,7 +142,7 @@ void check_kv_file_writable(const std::string& path, const std::string& what) {
   }
   // What write_kv_file will do, done now: create a file beside `path`. access(W_OK) would say yes to
   // root on a read-only mount, and says nothing of a full inode table.
-  const std::string tmp = temp_name(path);
+  const std::string tmp = temp_name_beside(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) refuse(std::strerror(errno));
   ::close(fd);

@@ -92,16 +92,16 @@ void PrefixCache::evict(Node* leaf) {
 }
 
 int PrefixCache::take_block() {
-  const int allocated = int(chunks_.size()) * chunk_blocks_;
-  if (free_.empty() && allocated < max_blocks_) {
-    // Grow by one cache; one that cannot be allocated (memory taken since) ends the growth.
+  if (free_.empty() && allocated_ < max_blocks_) {
+    // Grow by one cache (the last one only as large as the budget leaves); one that cannot be
+    // allocated (memory taken since) ends the growth.
+    const int n = std::min(chunk_blocks_, max_blocks_ - allocated_);
     try {
-      chunks_.push_back(backend_.make_cache(chunk_blocks_, kBlock));
-      for (int b = allocated + chunk_blocks_ - 1; b >= allocated; --b) {
-        if (b < max_blocks_) free_.push_back(b);
-      }
+      chunks_.push_back(backend_.make_cache(n, kBlock));
+      for (int b = allocated_ + n - 1; b >= allocated_; --b) free_.push_back(b);
+      allocated_ += n;
     } catch (const Error&) {
-      max_blocks_ = allocated;
+      max_blocks_ = allocated_;
     }
   }
   if (free_.empty() && !lru_->leaves.empty()) evict(lru_->leaves.begin()->second);
