@@ -313,7 +313,7 @@ TEST_CASE("chat: bad lines are input errors that leave the conversation as it wa
   REQUIRE_THROWS_WITH(Chat(g, tok, o, 40), Catch::Contains("system text is 41 tokens"));
 }
 
-TEST_CASE("chat: a stop request (Ctrl-C) ends the reply as interrupted; the cut reply stays in the conversation, and the next turn reuses the cache", "[chat]") {
+TEST_CASE("chat: a stop request (Ctrl-C) ends the reply as interrupted, the cut reply stays in the conversation, and the next turn reuses the cache", "[chat]") {
   ScriptedBackend be(false);
   Tokenizer tok = tiny_tokenizer(320);
   Generator g(be, tok);

@@ -69,7 +69,7 @@ TEST_CASE("XXH3-64: the reference values, in one piece or several", "[fingerprin
   CHECK(h.digest() != xxh3_64(text.data(), text.size()));
 }
 
-TEST_CASE("model_fingerprint: the same model agrees; one weight or the shape changes it", "[fingerprint]") {
+TEST_CASE("model_fingerprint: the same model agrees, one weight or the shape changes it", "[fingerprint]") {
   TempDir d;
   const ModelConfig cfg = small_config(2);
   const std::string a = make_model(d / "a", cfg), b = make_model(d / "b", cfg);

@@ -185,7 +185,7 @@ TEST_CASE("A batch with the prefix cache gives each prompt its tokens without it
   }
 }
 
-TEST_CASE("The prefix cache serves later runs; runs without a cache and a budget of nothing reuse nothing",
+TEST_CASE("The prefix cache serves later runs, and runs without a cache or with a budget of nothing reuse nothing",
           "[prefix][batch]") {
   Rig rig;
   Generator g(*rig.be, rig.tok);
