@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prefix cache and the K/V files, measured on the CPU in interleaved rounds (issue 15):
+# The prefix cache and the K/V files, measured in interleaved rounds (issue 15):
 #   1. 32 prompts that share a 384-token prefix, each with its own 16-token question, 16 tokens decoded
 #      each (greedy), with the prefix cache and with --no-prefix-cache: the run's wall time (the
 #      summary's, load excluded) and the process's, prompt tokens reused, identical outputs.
@@ -10,7 +10,8 @@
 # On the 4-layer, 256-wide checkpoint with GPT-2's vocabulary (random weights, made as bench_cache.sh
 # makes it). Needs GPT-2's vocab.json (../shared/gpt2-tokenizer or models/gpt2): the prompts are made of
 # words that are one token each, so that the token counts are exact.
-#   scripts/bench_prefix.sh [ROUNDS]        (default 5; BATCH=32 THREADS=all)
+#   scripts/bench_prefix.sh [ROUNDS]        (default 5; BATCH=32, DEVICE=cpu, DTYPE=the device's default,
+#                                            THREADS=all cores)
 # Prints a table and whether each criterion of the issue holds; exits 1 when one does not.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +27,7 @@ model=$build/bench_models/L4-C256-gpt2vocab
   --positions 1024 --vocab 50257 --std 0.02 --tokenizer "$tok" >&2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-common=(--model "$model" --device cpu ${THREADS:+--threads "$THREADS"})
+common=(--model "$model" --device "${DEVICE:-cpu}" ${DTYPE:+--dtype "$DTYPE"} ${THREADS:+--threads "$THREADS"})
 gen=("$build/gen" "${common[@]}")
 chat=("$build/gen" chat "${common[@]}")
 
@@ -127,7 +128,7 @@ read -r _ _ _ chat_reused < <(tail -1 "$work/resume.times")
 read -r _ history_tokens < <(tail -1 "$work/recompute.times")
 
 # ---- report ----------------------------------------------------------------------------------------
-echo "model: 4 layers, n_embd 256, vocab 50257 (random weights); $(nproc) CPU threads; medians of $rounds interleaved rounds"
+echo "model: 4 layers, n_embd 256, vocab 50257 (random weights); device ${DEVICE:-cpu} ${DTYPE:-}; $(nproc) CPU threads; medians of $rounds interleaved rounds"
 echo
 echo "1. 32 prompts of $n_prompt tokens sharing 384, 16 tokens decoded each, --batch-size $batch"
 printf '   %-34s %12s %12s %8s\n' "" "prefix cache" "--no-prefix-cache" "ratio"
