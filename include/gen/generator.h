@@ -131,4 +131,7 @@ class Generator {
 // The context a run uses: opt.max_ctx when set (checked against n_positions), else n_positions.
 int effective_context(const ModelConfig& cfg, int requested);
 
+// Leading tokens a and b share, at most `limit`: what a cache holding `a` can serve of `b`.
+size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b, size_t limit);
+
 }  // namespace gen

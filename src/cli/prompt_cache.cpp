@@ -5,6 +5,7 @@
 
 #include "cli/cli_common.h"
 #include "gen/error.h"
+#include "gen/generator.h"
 #include "gen/kv_file.h"
 #include "gen/session_file.h"
 
@@ -30,9 +31,8 @@ Session PromptCache::load(Backend& backend, const std::string& model_dir, const 
     const KvFile f = read_kv_file(path_, "prompt cache");
     check_kv_file_matches(f, "prompt", model_, backend.dtype(), backend.kv_dtype(), path_);
     file_tokens_ = f.tokens;
-    const size_t limit = std::min<size_t>(prompt.size() - 1, size_t(max_ctx));
-    size_t n = 0;
-    while (n < limit && n < f.tokens.size() && f.tokens[n] == prompt[n]) ++n;
+    // All but the prompt's last token at most: its logits must be computed (the Generator's rule).
+    const size_t n = common_prefix(f.tokens, prompt, std::min<size_t>(prompt.size() - 1, size_t(max_ctx)));
     load_session_kv(backend, f, int(n), max_ctx, &session);
     reused_ = int(n);
   }

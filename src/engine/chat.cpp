@@ -107,10 +107,7 @@ std::vector<int> Chat::ids(int skip) const {
 int Chat::reusable(const std::vector<int>& prompt) const {
   if (!opt_.gen.use_cache) return 0;
   // The Generator's rule: the longest common prefix, leaving at least one token to compute.
-  const auto& have = session_.tokens;
-  size_t n = 0;
-  while (n < have.size() && n + 1 < prompt.size() && have[n] == prompt[n]) ++n;
-  return int(n);
+  return int(common_prefix(session_.tokens, prompt, prompt.size() - 1));
 }
 
 int Chat::turns_to_drop(int piece_tokens) const {

@@ -43,14 +43,6 @@ int max_step_tokens(const std::vector<Request>& reqs, int B, int max_ctx, bool u
   return int(std::max(1L, sum));
 }
 
-// Leading tokens a and b share, at most `limit`.
-size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b, size_t limit) {
-  limit = std::min({limit, a.size(), b.size()});
-  size_t n = 0;
-  while (n < limit && a[n] == b[n]) ++n;
-  return n;
-}
-
 // True when `prompt` shares more whole blocks with one of `others` (prompts prefilled in the coming
 // step, whose blocks the prefix cache takes after it) than the `cached` tokens it can copy now.
 bool shares_uncached(const std::vector<int>& prompt, int cached, const std::vector<const std::vector<int>*>& others) {
@@ -73,6 +65,13 @@ struct Live {
 };
 
 }  // namespace
+
+size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b, size_t limit) {
+  limit = std::min({limit, a.size(), b.size()});
+  size_t n = 0;
+  while (n < limit && a[n] == b[n]) ++n;
+  return n;
+}
 
 int effective_context(const ModelConfig& cfg, int requested) {
   if (requested < 0 || requested > cfg.n_positions) {
