@@ -94,7 +94,7 @@ void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVC
     cpu::kv_write(K, V, ctx, qkv, n, s.pos0, H, D);
     attn_.push_back({att_.data() + size_t(r0) * C, qkv, K, V, ctx, n, s.pos0});
   }
-  cpu::attention_batch(attn_, H, D, scores_.data(), threads_);
+  cpu::attention_batch(attn_, H, D, scores_.data(), threads_, &attn_items_);
   M.proj.apply(tmp_.data(), att_.data(), L.proj_b, T);
   cpu::add_inplace(x_.data(), tmp_.data(), size_t(T) * C);
   cpu::layernorm(ln_.data(), x_.data(), L.ln2_w, L.ln2_b, T, C, c.layer_norm_epsilon);

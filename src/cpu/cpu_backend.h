@@ -74,6 +74,7 @@ class CpuBackend : public Backend {
   cpu::Floats kv_k_, kv_v_;  // no-cache path: one layer's K, V [H][n][D] per sequence
   std::vector<int> row0_;      // first row of each sequence in the batch
   std::vector<cpu::AttentionSeq> attn_;  // [B] this layer's attention of each sequence
+  std::vector<int> attn_items_;          // [B + 1] attention_batch's scratch
 };
 
 }  // namespace gen

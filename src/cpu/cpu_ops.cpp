@@ -149,13 +149,17 @@ size_t attention_scratch_floats(int T, int pos0, int n_threads) {
 
 void attention(float* out, const float* qkv, const float* k_cache, const float* v_cache, int ctx, int T, int pos0,
                int H, int D, float* scores, int n_threads_scratch) {
-  attention_batch({AttentionSeq{out, qkv, k_cache, v_cache, ctx, T, pos0}}, H, D, scores, n_threads_scratch);
+  std::vector<int> item_starts;
+  attention_batch({AttentionSeq{out, qkv, k_cache, v_cache, ctx, T, pos0}}, H, D, scores, n_threads_scratch,
+                  &item_starts);
 }
 
-void attention_batch(const std::vector<AttentionSeq>& seqs, int H, int D, float* scores, int n_threads_scratch) {
+void attention_batch(const std::vector<AttentionSeq>& seqs, int H, int D, float* scores, int n_threads_scratch,
+                     std::vector<int>* item_starts) {
   const int C = H * D;
   // Items: (sequence, head, block of query rows), numbered sequence by sequence.
-  std::vector<int> first(seqs.size() + 1, 0);
+  std::vector<int>& first = *item_starts;
+  first.assign(seqs.size() + 1, 0);
   size_t per_thread = 0, work = 0;
   for (size_t i = 0; i < seqs.size(); ++i) {
     const AttentionSeq& q = seqs[i];

@@ -53,7 +53,9 @@ struct AttentionSeq {
 // attention() of every sequence of a batch in one parallel region over (sequence, head, block of
 // query rows): a decode step's sequences (one row each, too little work to split alone) then share
 // the threads. The same arithmetic per row as attention(). `scores`: attention_scratch_floats of the
-// largest T and pos0 + T among them, for n_threads_scratch threads.
-void attention_batch(const std::vector<AttentionSeq>& seqs, int H, int D, float* scores, int n_threads_scratch);
+// largest T and pos0 + T among them, for n_threads_scratch threads. `item_starts`: the caller's scratch
+// (kept between calls, so that a decode step allocates nothing).
+void attention_batch(const std::vector<AttentionSeq>& seqs, int H, int D, float* scores, int n_threads_scratch,
+                     std::vector<int>* item_starts);
 
 }  // namespace gen::cpu

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "gen/error.h"
+#include "gen/kv_file.h"
 
 namespace gen {
 
@@ -40,7 +41,7 @@ BlockKey key_at(const int* tokens) {
 PrefixCache::PrefixCache(Backend& backend, size_t budget_bytes)
     : backend_(backend), budget_(budget_bytes), root_(std::make_unique<Node>()), lru_(std::make_unique<Lru>()) {
   const ModelConfig& c = backend.config();
-  block_bytes_ = KVCache::bytes_for(c.n_layer, c.n_embd, 1, kBlock, backend.kv_dtype() == "f32" ? 4 : 2);
+  block_bytes_ = KVCache::bytes_for(c.n_layer, c.n_embd, 1, kBlock, kv_dtype_bytes(backend.kv_dtype()));
   max_blocks_ = int(std::min<size_t>(budget_ / block_bytes_, size_t(1) << 30));
   chunk_blocks_ = int(std::clamp<size_t>(kChunkBytes / block_bytes_, 1, size_t(std::max(1, max_blocks_))));
 }

@@ -24,10 +24,11 @@ void save_session_kv(Backend& backend, const Session& session, int n, KvFile* f)
 void load_session_kv(Backend& backend, const KvFile& f, int n, int max_ctx, Session* session) {
   const int have = int(f.tokens.size());
   if (n < 0 || n > have || n > max_ctx) throw Error("load_session_kv: more positions than the file or context holds");
-  session->cache = backend.make_cache(1, max_ctx);
-  if (f.kv.size() != session->cache->bytes_for_positions(size_t(have))) {
-    throw Error("load_session_kv: the file's K/V do not have this backend's size");
+  const ModelConfig& c = backend.config();
+  if (f.kv.size() != KVCache::bytes_for(c.n_layer, c.n_embd, 1, have, kv_dtype_bytes(backend.kv_dtype()))) {
+    throw Error("load_session_kv: the file's K/V do not have this backend's size");  // before allocating
   }
+  session->cache = backend.make_cache(1, max_ctx);
   backend.write_kv(*session->cache, 0, f.kv.data(), have, n);
   session->tokens.assign(f.tokens.begin(), f.tokens.begin() + n);
 }
