@@ -5,9 +5,9 @@
 - no source file over 450 lines;
 - include/gen/ (the public API) includes only include/gen/ and system headers;
 - no header includes one from a higher layer, no source either (one named exception, the backend
-  factory); the layers, low to high: text, model, engine, cpu | cuda | kernels, cli | tools;
+  factory); the layers, low to high: text, model, engine, cpu | cuda | kernels, cli | serve | tools;
 - no include cycles among the project's headers;
-- the engine (include/, src/ but src/cli/, kernels/) never includes CLI11.
+- the engine (include/, src/ but src/cli/ and src/serve/, kernels/) never includes CLI11, nor httplib.
 
 Prints one line per violation and exits 1 when there is any; prints a summary and exits 0 otherwise.
 Usage: scripts/check_layout.py [ROOT]   (ROOT defaults to the repository holding this script)
@@ -16,7 +16,7 @@ import os
 import re
 import sys
 
-LAYERS = {"text": 1, "model": 2, "engine": 3, "cpu": 4, "cuda": 4, "kernels": 4, "cli": 5, "tools": 5}
+LAYERS = {"text": 1, "model": 2, "engine": 3, "cpu": 4, "cuda": 4, "kernels": 4, "cli": 5, "serve": 5, "tools": 5}
 # Public headers by the layer of the code that implements them.
 PUBLIC_LAYER = {"error.h": 0, "tokenizer.h": 1, "config.h": 2, "model.h": 2}  # the rest: engine (3)
 # The one place the engine reaches up: the factory that makes a CPU or CUDA backend from its header.
@@ -65,8 +65,10 @@ def check(root):
             errors.append(f"{f}: {n_lines} lines, over {MAX_LINES}")
         graph[f] = []
         for kind, name in INCLUDE.findall(text):
-            if name.startswith("CLI/") and f.split("/")[0] in ("include", "src", "kernels") and not f.startswith("src/cli/"):
+            if name.startswith("CLI/") and f.split("/")[0] in ("include", "src", "kernels") and not f.startswith(("src/cli/", "src/serve/")):
                 errors.append(f"{f}: includes CLI11 ({name}): the engine knows nothing of its front ends")
+            if name == "httplib.h" and f.split("/")[0] in ("include", "src", "kernels") and not f.startswith("src/serve/"):
+                errors.append(f"{f}: includes httplib.h: only the server (src/serve/) speaks HTTP")
             dep = resolve(root, f, kind, name)
             if dep is None:
                 continue

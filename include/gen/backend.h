@@ -56,6 +56,11 @@ class Backend {
   // [batch.size()]. Throws Error naming the step when a sequence's logits are not all finite.
   void forward_sample(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
                       int* tokens_out);
+  // forward_sample() that also writes the logits it drew from into logits_out, [batch.size()][V] fp32
+  // (for log-probabilities). The draws are made on the host, with the same gen::sample that the CUDA
+  // sampler twins: the tokens equal forward_sample()'s.
+  void forward_sample_logits(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
+                             int* tokens_out, float* logits_out);
   // One line on the device memory the backend holds, for the run's summary ("" when not relevant).
   virtual std::string memory_summary() const { return ""; }
   // The element type of this backend's K and V: "f32", "f16" or "bf16" (the CPU keeps fp32 K/V at
@@ -102,6 +107,10 @@ class Backend {
   void check(const std::vector<SeqInput>& batch, const KVCache* cache) const;
   static void advance(const std::vector<SeqInput>& batch, KVCache* cache);
   void check_slot(const KVCache& cache, int slot, const char* call) const;
+  // The draws of the default compute_sample over logits [B][V] on the host (-1: not finite).
+  void draw_host(const float* logits, const std::vector<DrawParams>& draws, int* tokens_out);
+  // Throws when a draw found non-finite logits (-1), naming its step.
+  static void check_draws(const std::vector<DrawParams>& draws, const int* tokens_out);
   std::vector<float> logits_;  // [B, V] for the default compute_sample
   std::vector<SampleScratch> scratch_;  // one per OpenMP thread: the rows are drawn in parallel
 };

@@ -1,6 +1,7 @@
 // The Generator owns the loop: prefill, decode, stop conditions, timing, streaming and continuous
 // batching. Backend-agnostic.
 #pragma once
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <functional>
@@ -28,7 +29,12 @@ struct GenOptions {
   // Checked before each step: when it reads true the run ends with finish_reason "interrupted"
   // (set from a SIGINT handler; what was generated is kept).
   const volatile std::sig_atomic_t* stop = nullptr;
+  // Per request: -1 none; k >= 0: each generated token's log-probability under the model (log-softmax of
+  // the raw logits over the usable ids, before temperature, top-k and top-p) and the k most likely ids'
+  // (GenResult::logprobs). The draws are the same as without.
+  int logprobs = -1;
 };
+
 
 // Times of one prompt, measured from the start of its run (generate() or run()). In a batch, a
 // step's time counts for every sequence in it: per-prompt rates are what each prompt saw, and the
@@ -54,7 +60,8 @@ struct GenResult {
   std::vector<int> prompt_tokens;
   std::vector<int> tokens;     // generated ids; a final EOS is included, as in Hugging Face's output
   std::string text;            // UTF-8 text of `tokens` without the final EOS
-  std::string finish_reason;   // "length", "eos", "stop", "context" or "interrupted"
+  std::string finish_reason;   // "length", "eos", "stop", "context", "interrupted" or "cancelled"
+  std::vector<TokenLogprob> logprobs;  // one per generated token when GenOptions::logprobs >= 0
   Timing timing;
   size_t kv_bytes_allocated = 0;
   size_t kv_bytes_used = 0;
@@ -68,6 +75,22 @@ struct Request {
   int index = 0;
   std::vector<int> prompt;  // encoded, 1..context tokens
   GenOptions opt;           // per-request fields only (see GenOptions)
+  // When it arrived (a server's request): its Timing counts from here. Unset: from the run's start.
+  std::chrono::steady_clock::time_point arrived{};
+};
+
+// Where a serving loop (Generator::serve) takes its requests from, polled by the loop's thread before
+// each step. Others may add requests to it meanwhile (it locks as it needs).
+class RequestSource {
+ public:
+  virtual ~RequestSource() = default;
+  // The next request waiting to start, or nullptr when none waits now. With `wait` (nothing is live)
+  // it blocks until one arrives or the source ends; nullptr then ends the loop.
+  virtual const Request* peek(bool wait) = 0;
+  // The request peek() returned starts. It must stay valid, unchanged, until on_done reports it.
+  virtual void pop() = 0;
+  // Asked for each live request before each step: true ends it at once, finish_reason "cancelled".
+  virtual bool cancelled(int index) = 0;
 };
 
 // One forward call of the loop, for --trace: the step's number in the run, the sequences in it, the
@@ -82,6 +105,9 @@ struct StepInfo {
 };
 
 struct RunCallbacks {
+  // Each generated token as it is accepted (before the text it completes): its log-probabilities when
+  // the request asked for them (else nullptr). The final EOS is reported too.
+  std::function<void(int index, int token, const TokenLogprob* lp)> on_token;
   std::function<void(int index, const std::string& text)> on_text;  // streamed pieces per request
   std::function<void(int index, GenResult&& result)> on_done;        // as each request finishes
   std::function<void(const StepInfo&)> on_step;
@@ -119,6 +145,11 @@ class Generator {
   // live ones finish as "interrupted" and the waiting ones are not reported. Returns the steps run.
   int run(const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size,
           const RunCallbacks& cb);
+  // run(), with requests that come from `source` while it runs (gen serve), until the source ends and
+  // nothing is live. A step computes at most `step_tokens` tokens (>= the context: any prompt fits), so
+  // new prompts wait a step when the ones already admitted fill it. Returns the steps run.
+  int serve(RequestSource& source, const GenOptions& run_opt, int batch_size, int step_tokens,
+            const RunCallbacks& cb);
 
  private:
   class Loop;  // one run: admitting requests, building a step, accepting its tokens

@@ -24,6 +24,15 @@ struct SampleScratch {
 };
 // Temperature, then top-k, then top-p over the survivors (Hugging Face's warper order), then a Gumbel-max
 // draw from the stream of (seed, step). See engine/sample_rng.h for the exact definition.
+// One token's log-probability and, most likely first (ties: the lower id), the top ids'.
+struct TokenLogprob {
+  int token = 0;
+  float logprob = 0;
+  std::vector<std::pair<int, float>> top;
+};
+// The log-softmax of logits[0, n) (summed in double) at `token`, and the `top` most likely ids (0: none).
+TokenLogprob token_logprob(const float* logits, int n, int token, int top);
+
 int sample(const float* logits, int n, const SamplingParams& p, uint64_t seed, int step,
            SampleScratch& scratch);
 

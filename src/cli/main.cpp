@@ -18,6 +18,7 @@
 #include "cli/prompt_cache.h"
 #include "cli/report.h"
 #include "cli/stdout_writer.h"
+#include "serve/cmd_serve.h"
 
 namespace {
 
@@ -109,6 +110,7 @@ Command find_command(const std::string& name) {
   if (name == "perplexity") return gen::run_perplexity;
   if (name == "info") return gen::run_info;
   if (name == "chat") return gen::run_chat;
+  if (name == "serve") return gen::run_serve;
   return nullptr;
 }
 
@@ -119,7 +121,7 @@ int run(int argc, char** argv) {
     if (cmd == "help" && argc > 2) {  // gen help CMD: CMD's own --help
       Command command = find_command(argv[2]);
       if (!command) {
-        throw gen::InputError("unknown command '" + std::string(argv[2]) + "' (chat, perplexity, info)", "gen help");
+        throw gen::InputError("unknown command '" + std::string(argv[2]) + "' (chat, perplexity, info, serve)", "gen help");
       }
       char help_flag[] = "--help";
       char* sub_argv[] = {argv[2], help_flag, nullptr};

@@ -48,6 +48,7 @@ Options parse_options(int argc, const char* const* argv) {
       "  gen chat         a conversation on stdin, the KV cache kept across turns\n"
       "  gen perplexity   perplexity of a text file\n"
       "  gen info         memory a model needs (weights, KV cache) and whether it fits\n"
+      "  gen serve        an OpenAI-compatible completions server (HTTP, continuous batching)\n"
       "  gen help CMD     a command's options (also: gen CMD --help)");
   auto* p = app.add_option("-p,--prompt", o.prompt, "prompt text");
   auto* pos = app.add_option("TEXT", positional, "prompt text (as --prompt): gen \"TEXT\"");

@@ -101,27 +101,45 @@ void Backend::forward_sample(const std::vector<SeqInput>& batch, KVCache* cache,
   check(batch, cache);
   if (draws.size() != batch.size()) throw Error("forward_sample: one DrawParams per sequence is needed");
   compute_sample(batch, cache, draws, tokens_out);
-  for (size_t i = 0; i < batch.size(); ++i) {
+  check_draws(draws, tokens_out);
+  advance(batch, cache);
+}
+
+void Backend::forward_sample_logits(const std::vector<SeqInput>& batch, KVCache* cache,
+                                    const std::vector<DrawParams>& draws, int* tokens_out, float* logits_out) {
+  check(batch, cache);
+  if (draws.size() != batch.size()) throw Error("forward_sample_logits: one DrawParams per sequence is needed");
+  compute(batch, cache, logits_out, false);
+  draw_host(logits_out, draws, tokens_out);
+  check_draws(draws, tokens_out);
+  advance(batch, cache);
+}
+
+void Backend::check_draws(const std::vector<DrawParams>& draws, const int* tokens_out) {
+  for (size_t i = 0; i < draws.size(); ++i) {
     // Sampling would treat NaN as -inf and go on drawing nonsense (often id 0, "!"): stop instead.
     if (tokens_out[i] < 0) {
       throw Error("the logits at step " + std::to_string(draws[i].step) + " are not finite (NaN or Inf)");
     }
   }
-  advance(batch, cache);
 }
 
 void Backend::compute_sample(const std::vector<SeqInput>& batch, KVCache* cache, const std::vector<DrawParams>& draws,
                              int* tokens_out) {
-  const int V = config().vocab_size, n = config().usable_vocab();  // padded ids are never drawn
-  logits_.resize(batch.size() * size_t(V));
+  logits_.resize(batch.size() * size_t(config().vocab_size));
   compute(batch, cache, logits_.data(), false);
-  const int B = int(batch.size());
+  draw_host(logits_.data(), draws, tokens_out);
+}
+
+void Backend::draw_host(const float* logits, const std::vector<DrawParams>& draws, int* tokens_out) {
+  const int V = config().vocab_size, n = config().usable_vocab();  // padded ids are never drawn
+  const int B = int(draws.size());
   if (scratch_.size() < size_t(omp_get_max_threads())) scratch_.resize(size_t(omp_get_max_threads()));
   // Each draw depends only on its row and its DrawParams: rows are independent.
 #pragma omp parallel for schedule(dynamic, 1) if (B > 1)
   for (int i = 0; i < B; ++i) {
     const DrawParams& d = draws[size_t(i)];
-    const float* row = &logits_[size_t(i) * V];
+    const float* row = &logits[size_t(i) * V];
     SampleScratch& scratch = scratch_[size_t(omp_get_thread_num())];
     tokens_out[i] = logits_finite(row, n) ? sample(row, n, d.sampling, d.seed, d.step, scratch) : -1;
   }

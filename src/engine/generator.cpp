@@ -56,6 +56,7 @@ bool shares_uncached(const std::vector<int>& prompt, int cached, const std::vect
 // One sequence in the batch: its tokens so far, how many of them the cache holds, and its result.
 struct Live {
   const Request* req = nullptr;
+  Clock::time_point t0;  // its times count from here (its arrival, or the run's start)
   int slot = 0;
   std::vector<int> seq;  // prompt + generated
   int computed = 0;      // leading positions of seq whose K and V are in the cache
@@ -63,6 +64,26 @@ struct Live {
   Utf8Stream stream;
   GenResult res;
 };
+
+// A run's fixed list of requests as a source: taken in order, never cancelled.
+class VectorSource : public RequestSource {
+ public:
+  explicit VectorSource(const std::vector<Request>& r) : r_(r) {}
+  const Request* peek(bool) override { return next_ < r_.size() ? &r_[next_] : nullptr; }
+  void pop() override { ++next_; }
+  bool cancelled(int) override { return false; }
+
+ private:
+  const std::vector<Request>& r_;
+  size_t next_ = 0;
+};
+
+void check_prompts(const std::vector<Request>& requests, int max_ctx) {
+  for (const auto& r : requests) {
+    if (r.prompt.empty()) throw Error("generate: empty prompt");
+    if (int(r.prompt.size()) > max_ctx) throw InputError(too_long(r.prompt.size(), max_ctx), "prompt");
+  }
+}
 
 }  // namespace
 
@@ -114,19 +135,22 @@ std::vector<int> Generator::encode_prompt(const std::string& text, int max_ctx) 
 // builds the batch, runs it, and accepts the drawn tokens.
 class Generator::Loop {
  public:
-  Loop(Generator& g, const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size,
+  // B slots; a step computes at most step_tokens tokens (with a cache).
+  Loop(Generator& g, RequestSource& source, const GenOptions& run_opt, int B, int step_tokens,
        const RunCallbacks& cb, Session* session);
   int run();
 
  private:
   void admit();
+  void drop_cancelled();
+  void step(int step);
   int build_step();  // returns the tokens the step computes
   void accept(double ms, StepInfo& info);
   void accept_token(Live& L, int tok);
   void finish(Live& L, const char* reason);
 
   Generator& g_;
-  const std::vector<Request>& requests_;
+  RequestSource& src_;
   const GenOptions& opt_;
   const RunCallbacks& cb_;
   Session* session_;
@@ -140,7 +164,8 @@ class Generator::Loop {
   std::vector<SeqInput> batch_;
   std::vector<DrawParams> draws_;
   std::vector<int> next_;  // [B] drawn ids
-  size_t waiting_ = 0;     // requests_[waiting_..] have not started
+  std::vector<float> logits_;  // [B][V] when a request of the step wants log-probabilities
+  int step_budget_ = 0;        // tokens a step may compute (with a cache)
 };
 
 GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& opt, const TextCallback& on_text,
@@ -153,7 +178,10 @@ GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& 
   if (on_text) cb.on_text = [&](int, const std::string& s) { on_text(s); };
   cb.on_done = [&](int, GenResult&& r) { out = std::move(r); };
   cb.on_step = on_step;
-  Loop(*this, one, opt, 1, cb, opt.use_cache ? session : nullptr).run();
+  const int max_ctx = effective_context(backend_.config(), opt.max_ctx);
+  check_prompts(one, max_ctx);
+  VectorSource src(one);
+  Loop(*this, src, opt, 1, max_step_tokens(one, 1, max_ctx, opt.use_cache), cb, opt.use_cache ? session : nullptr).run();
   if (out.finish_reason.empty()) {  // stopped before the prompt was admitted
     out.prompt_tokens = prompt;
     out.finish_reason = "interrupted";
@@ -163,20 +191,29 @@ GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& 
 
 int Generator::run(const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size,
                    const RunCallbacks& cb) {
-  return Loop(*this, requests, run_opt, batch_size, cb, nullptr).run();
+  const int max_ctx = effective_context(backend_.config(), run_opt.max_ctx);
+  if (batch_size < 1) throw InputError("--batch-size " + std::to_string(batch_size) + " must be >= 1", "--batch-size");
+  check_prompts(requests, max_ctx);
+  const int B = std::max(1, std::min<int>(batch_size, int(requests.size())));
+  VectorSource src(requests);
+  return Loop(*this, src, run_opt, B, max_step_tokens(requests, B, max_ctx, run_opt.use_cache), cb, nullptr).run();
 }
 
-Generator::Loop::Loop(Generator& g, const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size,
+int Generator::serve(RequestSource& source, const GenOptions& run_opt, int batch_size, int step_tokens,
+                     const RunCallbacks& cb) {
+  const int max_ctx = effective_context(backend_.config(), run_opt.max_ctx);
+  if (batch_size < 1) throw InputError("--batch-size " + std::to_string(batch_size) + " must be >= 1", "--batch-size");
+  if (!run_opt.use_cache) throw InputError("serving needs the KV cache", "--no-cache");
+  // Any prompt fits in a step beside the B - 1 other sequences' one token each.
+  step_tokens = std::max(step_tokens, max_ctx + batch_size);
+  return Loop(*this, source, run_opt, batch_size, step_tokens, cb, nullptr).run();
+}
+
+Generator::Loop::Loop(Generator& g, RequestSource& source, const GenOptions& run_opt, int B, int step_tokens,
                       const RunCallbacks& cb, Session* session)
-    : g_(g), requests_(requests), opt_(run_opt), cb_(cb), session_(session) {
+    : g_(g), src_(source), opt_(run_opt), cb_(cb), session_(session), step_budget_(step_tokens) {
   const ModelConfig& cfg = g_.backend_.config();
   max_ctx_ = effective_context(cfg, run_opt.max_ctx);
-  if (batch_size < 1) throw InputError("--batch-size " + std::to_string(batch_size) + " must be >= 1", "--batch-size");
-  for (const auto& r : requests) {
-    if (r.prompt.empty()) throw Error("generate: empty prompt");
-    if (int(r.prompt.size()) > max_ctx_) throw InputError(too_long(r.prompt.size(), max_ctx_), "prompt");
-  }
-  const int B = std::max(1, std::min<int>(batch_size, int(requests.size())));
   if (session_) {
     if (!session_->cache || session_->cache->max_ctx() != max_ctx_) {
       session_->cache = g_.backend_.make_cache(1, max_ctx_);
@@ -188,7 +225,7 @@ Generator::Loop::Loop(Generator& g, const std::vector<Request>& requests, const 
     cache_ = own_cache_.get();
     prefix_ = g_.prefix_;
   }
-  g_.backend_.reserve(max_step_tokens(requests, B, max_ctx_, cache_ != nullptr));
+  g_.backend_.reserve(step_tokens);
   for (int s = B - 1; s >= 0; --s) free_slots_.push_back(s);
   live_.reserve(B);
   next_.resize(B);
@@ -201,20 +238,44 @@ int Generator::Loop::run() {
       for (auto& L : live_) finish(L, "interrupted");
       break;
     }
+    drop_cancelled();
     admit();
     if (live_.empty()) break;
-    const int new_tokens = build_step();
-    const auto t_step = Clock::now();
-    g_.backend_.forward_sample(batch_, cache_, draws_, next_.data());
-    StepInfo info{step, int(live_.size()), 0, new_tokens, ms_since(t_step)};
-    accept(info.ms, info);
-    if (cb_.on_step) cb_.on_step(info);
-    for (const Live& L : live_) {
-      if (L.done) free_slots_.push_back(L.slot);
-    }
-    live_.erase(std::remove_if(live_.begin(), live_.end(), [](const Live& L) { return L.done; }), live_.end());
+    this->step(step);
   }
   return step;
+}
+
+// Ends the live requests the source cancels (a client that went away), freeing their slots.
+void Generator::Loop::drop_cancelled() {
+  bool any = false;
+  for (auto& L : live_) {
+    if (src_.cancelled(L.req->index)) {
+      finish(L, "cancelled");
+      free_slots_.push_back(L.slot);
+      any = true;
+    }
+  }
+  if (any) live_.erase(std::remove_if(live_.begin(), live_.end(), [](const Live& L) { return L.done; }), live_.end());
+}
+
+void Generator::Loop::step(int step) {
+  const int new_tokens = build_step();
+  const auto t_step = Clock::now();
+  const bool want_lp = std::any_of(live_.begin(), live_.end(), [](const Live& L) { return L.req->opt.logprobs >= 0; });
+  if (want_lp) {
+    logits_.resize(live_.size() * size_t(g_.backend_.config().vocab_size));
+    g_.backend_.forward_sample_logits(batch_, cache_, draws_, next_.data(), logits_.data());
+  } else {
+    g_.backend_.forward_sample(batch_, cache_, draws_, next_.data());
+  }
+  StepInfo info{step, int(live_.size()), 0, new_tokens, ms_since(t_step)};
+  accept(info.ms, info);
+  if (cb_.on_step) cb_.on_step(info);
+  for (const Live& L : live_) {
+    if (L.done) free_slots_.push_back(L.slot);
+  }
+  live_.erase(std::remove_if(live_.begin(), live_.end(), [](const Live& L) { return L.done; }), live_.end());
 }
 
 void Generator::Loop::finish(Live& L, const char* reason) {
@@ -228,7 +289,7 @@ void Generator::Loop::finish(Live& L, const char* reason) {
     L.res.kv_bytes_allocated = cache_->bytes();
     L.res.kv_bytes_used = cache_->bytes_for_positions(size_t(L.computed));
   }
-  L.res.timing.total_ms = ms_since(t_start_);
+  L.res.timing.total_ms = ms_since(L.t0);
   if (session_) session_->tokens.assign(L.seq.begin(), L.seq.begin() + L.computed);
   L.done = true;
   if (cb_.on_done) cb_.on_done(L.req->index, std::move(L.res));
@@ -238,19 +299,25 @@ void Generator::Loop::admit() {
   // The prompts admitted now are prefilled in the coming step. A request that shares blocks with one
   // of them beyond what the prefix cache holds waits: after the step it copies them instead.
   std::vector<const std::vector<int>*> prefilling;
-  while (!free_slots_.empty() && waiting_ < requests_.size()) {
-    const Request& r = requests_[waiting_];
+  int tokens = int(live_.size());  // the step's tokens so far: one per live sequence
+  while (!free_slots_.empty()) {
+    const Request* next = src_.peek(live_.empty());
+    if (!next) break;
+    const Request& r = *next;
+    if (r.prompt.empty()) throw Error("generate: empty prompt");
     const int reuse = prefix_ ? prefix_->match(r.prompt, int(r.prompt.size()) - 1) : 0;
     if (prefix_ && prefix_->capacity() > 0 && shares_uncached(r.prompt, reuse, prefilling)) break;
-    ++waiting_;
+    if (cache_ && !live_.empty() && tokens + int(r.prompt.size()) - reuse > step_budget_) break;  // next step
+    src_.pop();
     live_.emplace_back();
     Live& L = live_.back();
     L.req = &r;
+    L.t0 = r.arrived != Clock::time_point{} ? r.arrived : t_start_;
     L.seq = r.prompt;
     L.seq.reserve(max_ctx_);
     L.res.prompt_tokens = r.prompt;
     L.res.tokens.reserve(std::max(0, std::min(r.opt.max_new_tokens, max_ctx_)));
-    L.res.timing.queue_ms = ms_since(t_start_);
+    L.res.timing.queue_ms = ms_since(L.t0);
     if (r.opt.max_new_tokens <= 0 || int(r.prompt.size()) >= max_ctx_) {
       finish(L, r.opt.max_new_tokens > 0 ? "context" : "length");
       live_.pop_back();
@@ -265,6 +332,7 @@ void Generator::Loop::admit() {
       L.computed = reuse;
     }
     L.res.timing.cached_tokens = L.computed;
+    tokens += int(r.prompt.size()) - L.computed;
     if (prefix_) prefilling.push_back(&r.prompt);
   }
 }
@@ -294,7 +362,7 @@ void Generator::Loop::accept(double ms, StepInfo& info) {
     Timing& t = L.res.timing;
     if (L.res.tokens.empty()) {
       t.prefill_ms = ms;
-      t.ttft_ms = ms_since(t_start_);
+      t.ttft_ms = ms_since(L.t0);
       t.prefill_tokens = int(batch_[i].tokens.size());
       // The prompt's K/V are all in the slot now (seq is still the prompt): its blocks for later requests.
       if (prefix_) prefix_->store(L.seq, int(L.seq.size()), *cache_, L.slot);
@@ -304,6 +372,14 @@ void Generator::Loop::accept(double ms, StepInfo& info) {
     }
     L.computed = int(L.seq.size());
     info.context = std::max(info.context, L.computed);
+    const TokenLogprob* lp = nullptr;
+    if (L.req->opt.logprobs >= 0) {
+      const int V = g_.backend_.config().vocab_size;
+      L.res.logprobs.push_back(token_logprob(&logits_[i * size_t(V)], g_.backend_.config().usable_vocab(), next_[i],
+                                             L.req->opt.logprobs));
+      lp = &L.res.logprobs.back();
+    }
+    if (cb_.on_token) cb_.on_token(L.req->index, next_[i], lp);
     accept_token(L, next_[i]);
   }
 }

@@ -29,6 +29,26 @@ bool logits_finite(const float* logits, int n) {
   return worst < 0x7f800000u;
 }
 
+TokenLogprob token_logprob(const float* logits, int n, int token, int top) {
+  float mx = -INFINITY;
+  for (int i = 0; i < n; ++i) mx = std::max(mx, logits[i]);
+  double sum = 0;
+  for (int i = 0; i < n; ++i) sum += std::exp(double(logits[i]) - mx);
+  const double log_z = double(mx) + std::log(sum);
+  TokenLogprob out;
+  out.token = token;
+  out.logprob = float(double(logits[token]) - log_z);
+  top = std::min(std::max(top, 0), n);
+  if (top == 0) return out;
+  std::vector<int> ids(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) ids[size_t(i)] = i;
+  auto more_likely = [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  std::partial_sort(ids.begin(), ids.begin() + top, ids.end(), more_likely);
+  out.top.reserve(size_t(top));
+  for (int k = 0; k < top; ++k) out.top.emplace_back(ids[size_t(k)], float(double(logits[ids[size_t(k)]]) - log_z));
+  return out;
+}
+
 namespace {
 using namespace sampling;
 
