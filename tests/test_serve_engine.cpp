@@ -11,6 +11,7 @@
 #include "cpu/cpu_backend.h"
 #include "fixture_model.h"
 #include "gen/generator.h"
+#include "gen/perplexity.h"
 #include "gen/prefix_cache.h"
 #include "prefix_test_util.h"
 #include "serve/engine.h"
@@ -75,7 +76,7 @@ TEST_CASE("serve: jobs submitted while the engine runs get the tokens of a batch
   eo.batch_size = 3;
   eo.max_queue = 16;
   const size_t per_pos = KVCache::bytes_for(rig.w->cfg.n_layer, rig.w->cfg.n_embd, 1, 1, 4);
-  serve::Engine engine(g, eo, metrics, rig.w->cfg, per_pos, &prefix);
+  serve::Engine engine(g, *rig.be, eo, metrics, per_pos, &prefix);
   engine.start();
   std::vector<std::shared_ptr<serve::Job>> jobs;
   for (size_t i = 0; i < reqs.size(); ++i) {  // one job of one sequence each, arriving over time
@@ -107,7 +108,7 @@ TEST_CASE("serve: a cancelled job ends \"cancelled\" and frees its slot for the 
   serve::EngineOptions eo;
   eo.batch_size = 1;
   eo.max_queue = 4;
-  serve::Engine engine(g, eo, metrics, rig.w->cfg, 1, nullptr);
+  serve::Engine engine(g, *rig.be, eo, metrics, 1, nullptr);
   engine.start();
   auto slow = std::make_shared<serve::Job>();
   slow->seqs.push_back(request(random_ids(rng, 8), 200, 0, 1));
@@ -136,7 +137,7 @@ TEST_CASE("serve: a full queue refuses with 503, a job larger than the queue wit
   serve::EngineOptions eo;
   eo.batch_size = 1;
   eo.max_queue = 2;
-  serve::Engine engine(g, eo, metrics, rig.w->cfg, 1, nullptr);  // not started: nothing leaves the queue
+  serve::Engine engine(g, *rig.be, eo, metrics, 1, nullptr);  // not started: nothing leaves the queue
   auto job = [](int n) {
     auto j = std::make_shared<serve::Job>();
     for (int i = 0; i < n; ++i) {
@@ -216,4 +217,69 @@ TEST_CASE("serve: a choice's text ends before its stop string and never streams 
   CHECK(none.finish(true) == "");
   CHECK(serve::finish_reason("eos") == "stop");
   CHECK(serve::finish_reason("context") == "length");
+}
+
+TEST_CASE("serve: a job's waiter wakes at once for the first event and for the end, not at its timeout", "[serve]") {
+  // The first event and a sequence's end wake the waiting HTTP thread at once, even with a long wake
+  // interval (a stream's gathering, a whole answer's hour): the bug it guards against was an answer
+  // that waited out a poll interval after its last token.
+  serve::Job job;
+  job.seqs.resize(1);
+  job.prompt_of.push_back(0);
+  job.wake_interval = std::chrono::hours(1);
+  job.start(1);
+  const auto waits = [&](auto push) {
+    std::thread t([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      push();
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    auto events = job.wait(std::chrono::seconds(20));
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    t.join();
+    CHECK(s < 10);  // woken by the push; a missed wake waits the whole 20 s
+    return events;
+  };
+  auto first = waits([&] {
+    serve::SeqEvent e;
+    e.text = "a";
+    job.push(std::move(e));
+  });
+  CHECK(first.size() == 1);
+  CHECK_FALSE(job.finished());
+  serve::SeqEvent mid;  // gathered (the interval has not passed), taken by the next wait
+  mid.text = "b";
+  job.push(std::move(mid));
+  CHECK(job.wait(std::chrono::milliseconds(0)).size() == 1);
+  auto end = waits([&] {
+    serve::SeqEvent e;
+    e.done = true;
+    job.push(std::move(e));
+  });
+  CHECK(end.size() == 1);
+  CHECK(job.finished());
+}
+
+TEST_CASE("serve: prompt_logprobs of a prompt and its continuation equal the generation's logprobs", "[serve]") {
+  Rig rig;
+  std::mt19937 rng(12);
+  Generator g(*rig.be, rig.tok);
+  Request r = request(random_ids(rng, 40), 9, 0, 3);
+  r.opt.logprobs = 2;
+  const GenResult gen = g.generate(r.prompt, r.opt);
+  std::vector<int> all = r.prompt;
+  all.insert(all.end(), gen.tokens.begin(), gen.tokens.end());
+  // Chunks of 7 positions: the pass crosses chunk edges with its cache.
+  const std::vector<TokenLogprob> scored = prompt_logprobs(*rig.be, all, 2, 7);
+  REQUIRE(scored.size() == all.size() - 1);
+  for (size_t k = 0; k < gen.tokens.size(); ++k) {
+    const TokenLogprob& a = scored[r.prompt.size() - 1 + k];  // predicts all[prompt + k] = token k
+    const TokenLogprob& b = gen.logprobs[k];
+    INFO("token " << k);
+    CHECK(a.token == b.token);
+    CHECK(a.logprob == Approx(b.logprob).margin(1e-4));
+    REQUIRE(a.top.size() == 2);
+    CHECK(a.top[0].first == b.top[0].first);
+    CHECK(a.top[0].second == Approx(b.top[0].second).margin(1e-4));
+  }
 }

@@ -41,6 +41,12 @@ struct PerplexityResult {
 PerplexityResult perplexity(Backend& backend, const std::vector<int>& tokens, int context,
                             const volatile std::sig_atomic_t* stop = nullptr, size_t max_logits = 0);
 
+// The log-probability of each token of `tokens` but the first given the ones before it, with the `top`
+// most likely ids at its position (gen serve's echo with logprobs): [tokens.size() - 1] entries, entry i
+// for token i + 1. One pass with a cache of tokens.size() positions, `chunk` positions per forward_all
+// call (their logits on the host). The tokens must fit the model's n_positions.
+std::vector<TokenLogprob> prompt_logprobs(Backend& backend, const std::vector<int>& tokens, int top, int chunk = 64);
+
 // Negative log-likelihood of `target` under softmax(logits), in double: logsumexp(logits) - logits[target].
 double token_nll(const float* logits, int V, int target);
 

@@ -133,4 +133,28 @@ PerplexityResult perplexity(Backend& backend, const std::vector<int>& tokens, in
   return res;
 }
 
+std::vector<TokenLogprob> prompt_logprobs(Backend& backend, const std::vector<int>& tokens, int top, int chunk) {
+  const ModelConfig& cfg = backend.config();
+  const int n = int(tokens.size());
+  std::vector<TokenLogprob> out;
+  if (n < 2) return out;
+  if (n > cfg.n_positions) throw InputError("prompt_logprobs: more tokens than n_positions", "");
+  const int V = cfg.vocab_size;
+  chunk = std::max(1, chunk);
+  auto cache = backend.make_cache(1, n);
+  std::vector<SeqInput> batch(1);
+  std::vector<float> logits(size_t(std::min(chunk, n)) * size_t(V));
+  out.reserve(size_t(n - 1));
+  for (int p = 0; p < n - 1; p += chunk) {  // the last token predicts nothing here
+    const int len = std::min(chunk, n - 1 - p);
+    batch[0].tokens.assign(tokens.begin() + p, tokens.begin() + p + len);
+    batch[0].pos0 = p;
+    backend.forward_all(batch, cache.get(), logits.data());
+    for (int r = 0; r < len; ++r) {
+      out.push_back(token_logprob(&logits[size_t(r) * size_t(V)], cfg.usable_vocab(), tokens[size_t(p + r + 1)], top));
+    }
+  }
+  return out;
+}
+
 }  // namespace gen

@@ -170,7 +170,7 @@ int run_serve(int argc, char** argv) {
   eo.run.max_ctx = ctx;
   eo.threads = o.threads;
   const size_t per_position = KVCache::bytes_for(model->cfg.n_layer, model->cfg.n_embd, 1, 1, kv_dtype_bytes(backend->kv_dtype()));
-  serve::Engine engine(generator, eo, metrics, model->cfg, per_position, prefix.get());
+  serve::Engine engine(generator, *backend, eo, metrics, per_position, prefix.get());
   engine.start();
 
   serve::Served served;

@@ -76,6 +76,7 @@ std::shared_ptr<Job> make_job(const Served& s, const CompletionRequest& r, std::
       job->prompt_of.push_back(int(p));
     }
   }
+  if (r.echo && r.logprobs) job->score_top = *r.logprobs;  // the prompts' own, computed by the engine
   return job;
 }
 
@@ -121,6 +122,13 @@ struct Answer {
     for (const auto& c : choices) n += c.tokens;
     return n;
   }
+  // The echoed prompt's logprobs object for choice c (echo with logprobs).
+  json echo_logprobs(size_t c) const {
+    const size_t p = size_t(job->prompt_of[c]);
+    static const std::vector<TokenLogprob> none;  // a job cancelled before it was scored
+    return prompt_logprobs_json(*served->tok, job->seqs[c].prompt,
+                                p < job->prompt_logprobs.size() ? job->prompt_logprobs[p] : none);
+  }
   json logprobs(const Choice& c, size_t from, size_t to, size_t* offset) const {
     if (!req.logprobs) return nullptr;
     json j = logprobs_json(*served->tok, c.logprobs, from, to, *offset);
@@ -164,10 +172,16 @@ void send_whole(Answer& a, const httplib::Request& http_req, httplib::Response& 
   for (size_t i = 0; i < a.choices.size(); ++i) {
     Choice& c = a.choices[i];
     const std::string& prompt = a.prompt_texts[size_t(a.job->prompt_of[i])];
-    size_t offset = 0;
+    size_t offset = a.req.echo ? prompt.size() : 0;
+    json lp = a.logprobs(c, 0, c.logprobs.size(), &offset);
+    if (a.req.echo && a.req.logprobs) {
+      json echoed = a.echo_logprobs(i);
+      append_logprobs(echoed, lp);
+      lp = std::move(echoed);
+    }
     choices.push_back(json{{"text", (a.req.echo ? prompt : "") + c.text.text()},
                            {"index", i},
-                           {"logprobs", a.logprobs(c, 0, c.logprobs.size(), &offset)},
+                           {"logprobs", lp},
                            {"finish_reason", finish_reason(c.finish)}});
   }
   json body = completion_head(a.id, a.created, a.served->model_name);
@@ -186,17 +200,28 @@ json chunk(const Answer& a, size_t choice, const std::string& text, const json& 
   return j;
 }
 
+// The echo chunks of a stream: each choice's prompt (and its log-probabilities when asked).
+template <typename Write>
+bool write_echo(Answer& a, const Write& write) {
+  a.echoed = true;
+  for (size_t c = 0; c < a.choices.size(); ++c) {
+    const std::string& prompt = a.prompt_texts[size_t(a.job->prompt_of[c])];
+    a.choices[c].offset = prompt.size();
+    const json lp = a.req.logprobs ? a.echo_logprobs(c) : json(nullptr);
+    if (!write(sse_event(chunk(a, c, prompt, lp, "")))) return false;
+  }
+  return true;
+}
+
 // One call of the SSE provider: waits for events and writes their chunks. False: stop (the client left).
 bool stream_some(Answer& a, httplib::DataSink& sink) {
   auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
-  if (a.req.echo && !a.echoed) {  // each choice's prompt first, in a chunk of its own
-    a.echoed = true;
-    for (size_t c = 0; c < a.choices.size(); ++c) {
-      if (!write(sse_event(chunk(a, c, a.prompt_texts[size_t(a.job->prompt_of[c])], nullptr, "")))) return false;
-    }
-  }
   const bool last = a.job->finished();
-  for (SeqEvent& e : a.job->wait(last ? std::chrono::milliseconds(0) : kPoll)) {
+  std::vector<SeqEvent> events = a.job->wait(last ? std::chrono::milliseconds(0) : kPoll);
+  // echo: each choice's prompt first, in a chunk of its own, once the job has started (its prompts'
+  // log-probabilities are computed before its first event).
+  if (a.req.echo && !a.echoed && (last || !events.empty()) && !write_echo(a, write)) return false;
+  for (SeqEvent& e : events) {
     const size_t c = size_t(e.choice);
     size_t from, to;
     const std::string text = a.apply(e, &from, &to);
@@ -225,10 +250,6 @@ bool stream_some(Answer& a, httplib::DataSink& sink) {
 
 void handle_completion(const Served& s, const ServerOptions& opt, const CompletionRequest& r, const httplib::Request& http_req,
                        httplib::Response& res) {
-  if (r.echo && r.logprobs) {
-    throw ApiError(400, "echo with logprobs (the prompt's log-probabilities) is not supported", "echo",
-                   "unsupported_parameter");
-  }
   std::shared_ptr<Answer> a = start(s, opt, r);
   if (!r.stream) return send_whole(*a, http_req, res);
   res.set_header("Cache-Control", "no-cache");

@@ -4,6 +4,7 @@
 
 #include "gen/device.h"
 #include "gen/error.h"
+#include "gen/perplexity.h"
 #include "gen/prefix_cache.h"
 #include "serve/request.h"
 
@@ -56,10 +57,12 @@ std::string Job::failure() const {
 
 // ---- Engine ------------------------------------------------------------------------------------------
 
-Engine::Engine(Generator& g, const EngineOptions& opt, Metrics& metrics, const ModelConfig& cfg,
+Engine::Engine(Generator& g, Backend& backend, const EngineOptions& opt, Metrics& metrics,
                size_t kv_bytes_per_position, const PrefixCache* prefix)
-    : g_(g), opt_(opt), metrics_(metrics), kv_bytes_per_position_(kv_bytes_per_position), prefix_(prefix) {
-  kv_bytes_total_ = kv_bytes_per_position * size_t(effective_context(cfg, opt.run.max_ctx)) * size_t(opt.batch_size);
+    : g_(g), backend_(backend), opt_(opt), metrics_(metrics), kv_bytes_per_position_(kv_bytes_per_position),
+      prefix_(prefix) {
+  kv_bytes_total_ = kv_bytes_per_position * size_t(effective_context(backend.config(), opt.run.max_ctx)) *
+                    size_t(opt.batch_size);
   metrics_.set_batch(0, opt_.batch_size);
   metrics_.set_kv_cache(0, kv_bytes_total_);
   if (prefix_) metrics_.set_prefix_cache(0, prefix_->budget_bytes());
@@ -143,10 +146,26 @@ const Request* Engine::peek(bool wait) {
       job->push(std::move(e));
     }
     metrics_.set_queue_depth(int(queue_.size()));
+    if (!queue_.empty() && queue_.front().first->score_top >= 0 && !queue_.front().first->scored) {
+      score(lock);
+      continue;  // the queue may have changed meanwhile
+    }
     if (!queue_.empty()) return &queue_.front().first->seqs[size_t(queue_.front().second)];
     if (!wait || closing_) return nullptr;
     cv_.wait(lock);
   }
+}
+
+void Engine::score(std::unique_lock<std::mutex>& lock) {
+  std::shared_ptr<Job> job = queue_.front().first;
+  lock.unlock();  // submits go on meanwhile; only this thread takes from the queue
+  std::vector<std::vector<TokenLogprob>> lps;
+  for (size_t c = 0; c < job->seqs.size(); ++c) {
+    if (size_t(job->prompt_of[c]) == lps.size()) lps.push_back(prompt_logprobs(backend_, job->seqs[c].prompt, job->score_top));
+  }
+  job->prompt_logprobs = std::move(lps);
+  job->scored = true;
+  lock.lock();
 }
 
 void Engine::pop() {

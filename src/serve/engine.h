@@ -40,6 +40,12 @@ class Job {
   // The waiting thread is woken for an event at most this often (events gather meanwhile), except for
   // the first one and the end of a sequence, which wake it at once. 0: every event wakes it.
   std::chrono::milliseconds wake_interval{0};
+  // echo with logprobs: each prompt's own log-probabilities (gen::prompt_logprobs, with score_top
+  // alternatives), computed by the engine thread before the job's first sequence starts, so they are
+  // there by the first event. -1: not asked.
+  int score_top = -1;
+  std::vector<std::vector<TokenLogprob>> prompt_logprobs;  // [prompt]
+  bool scored = false;                                     // the engine thread's
 
   // HTTP thread: waits up to `timeout` for events; returns them (empty on timeout).
   std::vector<SeqEvent> wait(std::chrono::milliseconds timeout);
@@ -76,7 +82,8 @@ struct EngineOptions {
 
 class Engine : public RequestSource {
  public:
-  Engine(Generator& g, const EngineOptions& opt, Metrics& metrics, const ModelConfig& cfg,
+  // backend: the generator's, for the scoring passes of echo with logprobs (on the engine thread).
+  Engine(Generator& g, Backend& backend, const EngineOptions& opt, Metrics& metrics,
          size_t kv_bytes_per_position, const PrefixCache* prefix);
   ~Engine() override;
   void start();
@@ -108,8 +115,11 @@ class Engine : public RequestSource {
   void on_done(int index, GenResult&& r);
   void on_step(const StepInfo& s);
   void update_gauges();  // batch occupancy and K/V bytes in use
+  // Scores the prompts of the job at the queue's front when it asks (unlocking `lock` meanwhile).
+  void score(std::unique_lock<std::mutex>& lock);
 
   Generator& g_;
+  Backend& backend_;
   EngineOptions opt_;
   Metrics& metrics_;
   size_t kv_bytes_per_position_;

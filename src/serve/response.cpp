@@ -62,6 +62,38 @@ std::string finish_reason(const std::string& r) {
 
 std::string token_string(const Tokenizer& tok, int id) { return tok.decode({id}); }
 
+namespace {
+json top_json(const Tokenizer& tok, const TokenLogprob& lp) {
+  json top = json::object();
+  for (const auto& [id, v] : lp.top) {
+    const std::string name = token_string(tok, id);
+    if (!top.contains(name)) top[name] = v;  // two ids with one string: the likelier one's value
+  }
+  return top;
+}
+}  // namespace
+
+json prompt_logprobs_json(const Tokenizer& tok, const std::vector<int>& ids, const std::vector<TokenLogprob>& lps) {
+  json tokens = json::array(), values = json::array(), tops = json::array(), offsets = json::array();
+  size_t offset = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string s = token_string(tok, ids[i]);
+    tokens.push_back(s);
+    const bool has = i > 0 && i - 1 < lps.size();
+    values.push_back(has ? json(lps[i - 1].logprob) : json(nullptr));
+    tops.push_back(has ? top_json(tok, lps[i - 1]) : json(nullptr));
+    offsets.push_back(offset);
+    offset += s.size();
+  }
+  return json{{"tokens", tokens}, {"token_logprobs", values}, {"top_logprobs", tops}, {"text_offset", offsets}};
+}
+
+void append_logprobs(json& a, const json& b) {
+  for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"}) {
+    for (const auto& v : b[key]) a[key].push_back(v);
+  }
+}
+
 json logprobs_json(const Tokenizer& tok, const std::vector<TokenLogprob>& lps, size_t from, size_t to,
                    size_t offset0) {
   json tokens = json::array(), values = json::array(), tops = json::array(), offsets = json::array();
@@ -71,12 +103,7 @@ json logprobs_json(const Tokenizer& tok, const std::vector<TokenLogprob>& lps, s
     const std::string s = token_string(tok, lp.token);
     tokens.push_back(s);
     values.push_back(lp.logprob);
-    json top = json::object();
-    for (const auto& [id, v] : lp.top) {
-      const std::string name = token_string(tok, id);
-      if (!top.contains(name)) top[name] = v;  // two ids with one string: the likelier one's value
-    }
-    tops.push_back(std::move(top));
+    tops.push_back(top_json(tok, lp));
     offsets.push_back(offset);
     offset += s.size();
   }

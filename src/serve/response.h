@@ -47,6 +47,13 @@ std::string token_string(const Tokenizer& tok, int id);
 nlohmann::json logprobs_json(const Tokenizer& tok, const std::vector<TokenLogprob>& lps, size_t from, size_t to,
                              size_t offset0);
 
+// The same object for a prompt echoed with its log-probabilities: ids[0] has none (null, as OpenAI),
+// lps[i - 1] is token i's (gen::prompt_logprobs). Offsets start at 0.
+nlohmann::json prompt_logprobs_json(const Tokenizer& tok, const std::vector<int>& ids,
+                                    const std::vector<TokenLogprob>& lps);
+// a's arrays followed by b's (a logprobs object and the next one).
+void append_logprobs(nlohmann::json& a, const nlohmann::json& b);
+
 // {"prompt_tokens", "completion_tokens", "total_tokens"}.
 nlohmann::json usage_json(long prompt_tokens, long completion_tokens);
 

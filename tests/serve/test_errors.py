@@ -44,7 +44,6 @@ BAD_BODIES = [
     ("token_id_out_of_vocab", None, 400, None, None),  # filled in below with the vocabulary size
     ("token_id_negative", b'{"prompt": [15, -3]}', 400, None, None),
     ("best_of", b'{"prompt": "x", "best_of": 3}', 400, "unsupported_parameter", "best_of"),
-    ("echo_with_logprobs", b'{"prompt": "x", "echo": true, "logprobs": 1}', 400, None, None),
     ("stream_options_without_stream", b'{"prompt": "x", "stream_options": {"include_usage": true}}', 400, None, None),
 ]
 
