@@ -125,6 +125,11 @@ void Engine::submit(const std::shared_ptr<Job>& job) {
   cv_.notify_all();
 }
 
+bool Engine::accepting() const {
+  std::lock_guard<std::mutex> lock(m_);
+  return !closing_;
+}
+
 int Engine::waiting() const {
   std::lock_guard<std::mutex> lock(m_);
   return int(queue_.size());

@@ -93,6 +93,8 @@ class Engine : public RequestSource {
   // and joins the thread.
   void shutdown(std::chrono::milliseconds grace);
   int waiting() const;
+  // False once the engine stopped (shutdown, or the model failed): /health then answers 503.
+  bool accepting() const;
 
   // RequestSource (the engine thread).
   const Request* peek(bool wait) override;

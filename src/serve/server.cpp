@@ -161,10 +161,13 @@ void HttpServer::routes() {
     send_error(res, ApiError(500, what, "", "", "server_error"));
   });
   http_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-    if (ready_.load()) {
-      send_json(res, 200, json{{"status", "ok"}});
-    } else {
+    const Served* s = ready_.load();
+    if (!s) {
       send_json(res, 503, json{{"status", "loading"}});
+    } else if (!s->engine->accepting()) {
+      send_json(res, 503, json{{"status", "stopping"}});  // shutting down, or the model failed
+    } else {
+      send_json(res, 200, json{{"status", "ok"}});
     }
   });
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {

@@ -72,13 +72,24 @@ def test_dropped_stream_is_cancelled(slow_model, start_server, how):
     print(f"cancelled after {cancel_s:.2f} s, {done:.0f} tokens generated")
 
 
-def test_dropped_nonstream_request_keeps_server_up(slow_model, start_server):
+def test_dropped_nonstream_request_is_cancelled(slow_model, start_server):
+    """A non-streamed request writes nothing until its end; the server still notices the client leaving
+    (it peeks the connection) and cancels the sequence."""
     s = start_server(slow_model, ["--batch-size", "1"])
-    payload = json.dumps({"prompt": "Hi", "max_tokens": 600, "ignore_eos": True}).encode()
+    before = s.metrics()
+    payload = json.dumps({"prompt": "Hi", "max_tokens": 1000, "ignore_eos": True}).encode()
     sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
     sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload)
-    time.sleep(0.3)
+    wait_for(lambda: metric(s.metrics(), "gen_batch_live") == 1, 10, "the request to start")
     sock.close()
+
+    def cancelled():
+        m = s.metrics()
+        return metric(m, "gen_completions_total", finish_reason="cancelled") - \
+            metric(before, "gen_completions_total", finish_reason="cancelled") == 1 and m
+    m = wait_for(cancelled, 10, "gen_completions_total{finish_reason=\"cancelled\"} to grow")
+    done = metric(m, "gen_completion_tokens_total") - metric(before, "gen_completion_tokens_total")
+    assert done < 1000, done
     r = s.complete({"prompt": "Hello", "max_tokens": 2, "temperature": 0}, timeout=60)
     assert r.status == 200, r
     assert s.alive()
