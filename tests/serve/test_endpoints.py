@@ -1,7 +1,7 @@
 # /health, /v1/models, /metrics, /tokenize and /detokenize.
 import time
 
-from conftest import Server, http, metric, needs_real_tokenizer, parse_metrics
+from conftest import VOCAB, Server, http, metric, needs_real_tokenizer, parse_metrics
 
 
 def test_health_and_models(server):
@@ -133,3 +133,21 @@ def test_threads_flag_is_honored(slow_model, start_server):
     cores = (cpu_s() - c0) / (time.time() - t0)
     print(f"--threads 1: {cores:.2f} cores busy under load")
     assert cores < 1.4, f"--threads 1 but the server kept {cores:.2f} cores busy"
+
+
+def test_the_prefix_cache_is_shared_across_clients(model, start_server):
+    """A second client whose prompt starts with the first one's reuses its K/V: 3 whole blocks of 16 of
+    the first prompt's 60 tokens (gen_prompt_tokens_cached_total), and answers what a server without
+    the prefix cache answers."""
+    shared = [(7 * i) % (VOCAB - 1) for i in range(60)]
+    second = shared + [11, 12, 13, 14, 15]
+    body = {"max_tokens": 6, "temperature": 0.9, "seed": 5, "ignore_eos": True}
+    s = start_server(model, ["--batch-size", "2"])
+    assert s.complete({**body, "prompt": shared}).status == 200
+    before = metric(s.metrics(), "gen_prompt_tokens_cached_total")
+    with_cache = s.complete({**body, "prompt": second}).json()["choices"][0]["text"]
+    assert metric(s.metrics(), "gen_prompt_tokens_cached_total") - before == 48
+    plain = start_server(model, ["--batch-size", "2", "--no-prefix-cache"])
+    assert plain.complete({**body, "prompt": shared}).status == 200
+    assert plain.complete({**body, "prompt": second}).json()["choices"][0]["text"] == with_cache
+    assert metric(plain.metrics(), "gen_prompt_tokens_cached_total") == 0
