@@ -19,12 +19,8 @@ build=${BUILD_DIR:-$root/build}
 rounds=${1:-5}
 batch=${BATCH:-32}
 [ -x "$build/gen" ] || "$root/scripts/build.sh" >&2
-tok=${GEN_TOKENIZER_DIR:-$root/../shared/gpt2-tokenizer}
-[ -f "$tok/vocab.json" ] || tok=$root/models/gpt2
-[ -f "$tok/vocab.json" ] || { echo "bench_prefix: needs GPT-2's vocab.json and merges.txt (../shared/gpt2-tokenizer or models/gpt2)" >&2; exit 2; }
-model=$build/bench_models/L4-C256-gpt2vocab
-[ -f "$model/model.safetensors" ] || "$build/gen-make-model" --out "$model" --layers 4 --heads 4 --embd 256 \
-  --positions 1024 --vocab 50257 --std 0.02 --tokenizer "$tok" >&2
+. "$root/scripts/bench_model.sh"
+bench_model bench_prefix
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 common=(--model "$model" --device "${DEVICE:-cpu}" ${DTYPE:+--dtype "$DTYPE"} ${THREADS:+--threads "$THREADS"})

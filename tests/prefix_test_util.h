@@ -6,9 +6,12 @@
 #include <random>
 #include <vector>
 
+#include "cpu/cpu_backend.h"
+#include "fixture_model.h"
 #include "gen/generator.h"
 #include "gen/prefix_cache.h"
 #include "model/model_maker.h"
+#include "test_util.h"
 
 namespace gen::test {
 
@@ -26,6 +29,18 @@ inline MakeModelSpec prefix_model_spec() {
   spec.seed = 11;
   return spec;
 }
+
+// The tests' model (prefix_model_spec) on the CPU backend, with the stand-in tokenizer.
+struct CpuRig {
+  CpuRig() : tok(tiny_tokenizer(320)) {
+    w = make_random_weights(dir.path(), prefix_model_spec());
+    be = std::make_unique<CpuBackend>(w, 2);
+  }
+  TempDir dir;
+  std::shared_ptr<const Weights> w;
+  std::unique_ptr<CpuBackend> be;
+  Tokenizer tok;
+};
 
 // A run of every request at `batch`, its results by request index (each exactly once).
 inline std::map<int, GenResult> run_all(Generator& g, const std::vector<Request>& reqs, int batch) {

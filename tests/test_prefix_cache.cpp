@@ -21,17 +21,6 @@ namespace {
 
 constexpr int kB = PrefixCache::kBlock;
 
-// The tests' model (prefix_model_spec) on the CPU backend.
-struct Rig {
-  Rig() : tok(tiny_tokenizer(320)) {
-    w = make_random_weights(dir.path(), prefix_model_spec());
-    be = std::make_unique<CpuBackend>(w, 2);
-  }
-  TempDir dir;
-  std::shared_ptr<const Weights> w;
-  std::unique_ptr<CpuBackend> be;
-  Tokenizer tok;
-};
 
 // Positions [from, from + n) of every head, out of a host copy [L][2][H][host_n][D].
 std::vector<float> heads(const std::vector<float>& host, const ModelConfig& c, int host_n, int from, int n) {
@@ -63,7 +52,7 @@ bool same_bytes(const std::vector<float>& a, const std::vector<float>& b) {
 }  // namespace
 
 TEST_CASE("copy_kv, read_kv and write_kv move every layer's K and V exactly", "[prefix]") {
-  Rig rig;
+  CpuRig rig;
   Backend& be = *rig.be;
   const ModelConfig& c = be.config();
   std::mt19937 rng{3};
@@ -96,7 +85,7 @@ TEST_CASE("copy_kv, read_kv and write_kv move every layer's K and V exactly", "[
 }
 
 TEST_CASE("K/V moves refuse positions that were not written and caches of another backend", "[prefix]") {
-  Rig rig;
+  CpuRig rig;
   Backend& be = *rig.be;
   auto cache = be.make_cache(2, 64);
   std::mt19937 rng{4};
@@ -115,7 +104,7 @@ TEST_CASE("K/V moves refuse positions that were not written and caches of anothe
 }
 
 TEST_CASE("The prefix cache matches whole blocks, loads them exactly and evicts the oldest leaf", "[prefix]") {
-  Rig rig;
+  CpuRig rig;
   Backend& be = *rig.be;
   const ModelConfig& c = be.config();
   PrefixCache pc(be, 3 * KVCache::bytes_for(c.n_layer, c.n_embd, 1, kB, 4));
@@ -158,7 +147,7 @@ TEST_CASE("The prefix cache matches whole blocks, loads them exactly and evicts 
 
 TEST_CASE("A batch with the prefix cache gives each prompt its tokens without it, computing shared blocks once",
           "[prefix][batch]") {
-  Rig rig;
+  CpuRig rig;
   Generator g(*rig.be, rig.tok);
   for (float temperature : {0.0f, 0.9f}) {
     std::mt19937 rng{temperature > 0 ? 21u : 20u};
@@ -187,7 +176,7 @@ TEST_CASE("A batch with the prefix cache gives each prompt its tokens without it
 
 TEST_CASE("The prefix cache serves later runs, and runs without a cache or with a budget of nothing reuse nothing",
           "[prefix][batch]") {
-  Rig rig;
+  CpuRig rig;
   Generator g(*rig.be, rig.tok);
   std::mt19937 rng{30};
   const auto reqs = sharing_requests(rng, 0.0f);

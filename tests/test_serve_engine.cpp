@@ -24,16 +24,6 @@ using namespace gen::test;
 
 namespace {
 
-struct Rig {
-  Rig() : tok(tiny_tokenizer(320)) {
-    w = make_random_weights(dir.path(), prefix_model_spec());
-    be = std::make_unique<CpuBackend>(w, 2);
-  }
-  TempDir dir;
-  std::shared_ptr<const Weights> w;
-  std::unique_ptr<CpuBackend> be;
-  Tokenizer tok;
-};
 
 Request request(std::vector<int> prompt, int n, float temperature, uint64_t seed) {
   Request r;
@@ -61,7 +51,7 @@ std::map<int, GenResult> drain(serve::Job& job, std::map<int, std::string>* stre
 }  // namespace
 
 TEST_CASE("serve: jobs submitted while the engine runs get the tokens of a batch run", "[serve]") {
-  Rig rig;
+  CpuRig rig;
   std::mt19937 rng(5);
   std::vector<Request> reqs;
   for (int i = 0; i < 10; ++i) reqs.push_back(request(random_ids(rng, 5 + i * 7), 6 + i, i % 2 ? 0.8f : 0.0f, 100 + i));
@@ -75,8 +65,7 @@ TEST_CASE("serve: jobs submitted while the engine runs get the tokens of a batch
   serve::EngineOptions eo;
   eo.batch_size = 3;
   eo.max_queue = 16;
-  const size_t per_pos = KVCache::bytes_for(rig.w->cfg.n_layer, rig.w->cfg.n_embd, 1, 1, 4);
-  serve::Engine engine(g, *rig.be, eo, metrics, per_pos, &prefix);
+  serve::Engine engine(g, *rig.be, eo, metrics, &prefix);
   engine.start();
   std::vector<std::shared_ptr<serve::Job>> jobs;
   for (size_t i = 0; i < reqs.size(); ++i) {  // one job of one sequence each, arriving over time
@@ -101,14 +90,14 @@ TEST_CASE("serve: jobs submitted while the engine runs get the tokens of a batch
 }
 
 TEST_CASE("serve: a cancelled job ends \"cancelled\" and frees its slot for the next", "[serve]") {
-  Rig rig;
+  CpuRig rig;
   std::mt19937 rng(6);
   Generator g(*rig.be, rig.tok);
   serve::Metrics metrics;
   serve::EngineOptions eo;
   eo.batch_size = 1;
   eo.max_queue = 4;
-  serve::Engine engine(g, *rig.be, eo, metrics, 1, nullptr);
+  serve::Engine engine(g, *rig.be, eo, metrics, nullptr);
   engine.start();
   auto slow = std::make_shared<serve::Job>();
   slow->seqs.push_back(request(random_ids(rng, 8), 200, 0, 1));
@@ -131,13 +120,13 @@ TEST_CASE("serve: a cancelled job ends \"cancelled\" and frees its slot for the 
 }
 
 TEST_CASE("serve: a full queue refuses with 503, a job larger than the queue with 400", "[serve]") {
-  Rig rig;
+  CpuRig rig;
   Generator g(*rig.be, rig.tok);
   serve::Metrics metrics;
   serve::EngineOptions eo;
   eo.batch_size = 1;
   eo.max_queue = 2;
-  serve::Engine engine(g, *rig.be, eo, metrics, 1, nullptr);  // not started: nothing leaves the queue
+  serve::Engine engine(g, *rig.be, eo, metrics, nullptr);  // not started: nothing leaves the queue
   auto job = [](int n) {
     auto j = std::make_shared<serve::Job>();
     for (int i = 0; i < n; ++i) {
@@ -164,7 +153,7 @@ TEST_CASE("serve: a full queue refuses with 503, a job larger than the queue wit
 }
 
 TEST_CASE("serve: log-probabilities equal a float64 log-softmax and leave the draws as they were", "[serve]") {
-  Rig rig;
+  CpuRig rig;
   std::mt19937 rng(8);
   Generator g(*rig.be, rig.tok);
   Request plain = request(random_ids(rng, 9), 7, 0.9f, 77);
@@ -261,7 +250,7 @@ TEST_CASE("serve: a job's waiter wakes at once for the first event and for the e
 }
 
 TEST_CASE("serve: prompt_logprobs of a prompt and its continuation equal the generation's logprobs", "[serve]") {
-  Rig rig;
+  CpuRig rig;
   std::mt19937 rng(12);
   Generator g(*rig.be, rig.tok);
   Request r = request(random_ids(rng, 40), 9, 0, 3);

@@ -78,6 +78,10 @@ class VectorSource : public RequestSource {
   size_t next_ = 0;
 };
 
+void check_batch_size(int batch_size) {
+  if (batch_size < 1) throw InputError("--batch-size " + std::to_string(batch_size) + " must be >= 1", "--batch-size");
+}
+
 void check_prompts(const std::vector<Request>& requests, int max_ctx) {
   for (const auto& r : requests) {
     if (r.prompt.empty()) throw Error("generate: empty prompt");
@@ -192,7 +196,7 @@ GenResult Generator::generate(const std::vector<int>& prompt, const GenOptions& 
 int Generator::run(const std::vector<Request>& requests, const GenOptions& run_opt, int batch_size,
                    const RunCallbacks& cb) {
   const int max_ctx = effective_context(backend_.config(), run_opt.max_ctx);
-  if (batch_size < 1) throw InputError("--batch-size " + std::to_string(batch_size) + " must be >= 1", "--batch-size");
+  check_batch_size(batch_size);
   check_prompts(requests, max_ctx);
   const int B = std::max(1, std::min<int>(batch_size, int(requests.size())));
   VectorSource src(requests);
@@ -202,7 +206,7 @@ int Generator::run(const std::vector<Request>& requests, const GenOptions& run_o
 int Generator::serve(RequestSource& source, const GenOptions& run_opt, int batch_size, int step_tokens,
                      const RunCallbacks& cb) {
   const int max_ctx = effective_context(backend_.config(), run_opt.max_ctx);
-  if (batch_size < 1) throw InputError("--batch-size " + std::to_string(batch_size) + " must be >= 1", "--batch-size");
+  check_batch_size(batch_size);
   if (!run_opt.use_cache) throw InputError("serving needs the KV cache", "--no-cache");
   // Any prompt fits in a step beside the B - 1 other sequences' one token each.
   step_tokens = std::max(step_tokens, max_ctx + batch_size);

@@ -20,7 +20,6 @@
 #include "cli/cli_common.h"
 #include "gen/device.h"
 #include "gen/error.h"
-#include "gen/kv_file.h"
 #include "gen/model.h"
 #include "gen/prefix_cache.h"
 #include "gen/prompts.h"
@@ -169,8 +168,7 @@ int run_serve(int argc, char** argv) {
   eo.max_queue = o.max_queue;
   eo.run.max_ctx = ctx;
   eo.threads = o.threads;
-  const size_t per_position = KVCache::bytes_for(model->cfg.n_layer, model->cfg.n_embd, 1, 1, kv_dtype_bytes(backend->kv_dtype()));
-  serve::Engine engine(generator, *backend, eo, metrics, per_position, prefix.get());
+  serve::Engine engine(generator, *backend, eo, metrics, prefix.get());
   engine.start();
 
   serve::Served served;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <ctime>
+#include <optional>
 #include <random>
 
 #include "cli/cli_common.h"
@@ -117,6 +118,13 @@ struct Answer {
     if (c.finish == "cancelled" || c.finish == "interrupted") cancelled = true;
     return c.text.finish(c.finish == "stop");
   }
+  // Why the job did not finish whole (the model failed, or the server stopped first); nullopt when it did.
+  std::optional<ApiError> error() const {
+    const std::string failure = job->failure();
+    if (!failure.empty()) return ApiError(500, "generation failed: " + failure, "", "", "server_error");
+    if (cancelled) return ApiError(503, "the server stopped before the completion finished", "", "shutting_down", "server_error");
+    return std::nullopt;
+  }
   long completion_tokens() const {
     long n = 0;
     for (const auto& c : choices) n += c.tokens;
@@ -165,9 +173,7 @@ void send_whole(Answer& a, const httplib::Request& http_req, httplib::Response& 
       return;
     }
   }
-  const std::string failure = a.job->failure();
-  if (!failure.empty()) throw ApiError(500, "generation failed: " + failure, "", "", "server_error");
-  if (a.cancelled) throw ApiError(503, "the server stopped before the completion finished", "", "shutting_down", "server_error");
+  if (const auto err = a.error()) throw *err;
   json choices = json::array();
   for (size_t i = 0; i < a.choices.size(); ++i) {
     Choice& c = a.choices[i];
@@ -230,11 +236,8 @@ bool stream_some(Answer& a, httplib::DataSink& sink) {
     if (!write(sse_event(chunk(a, c, text, lp, e.done ? a.choices[c].finish : "")))) return false;
   }
   if (!last) return true;
-  const std::string failure = a.job->failure();
-  if (!failure.empty() || a.cancelled) {
-    const ApiError err = failure.empty() ? ApiError(503, "the server stopped before the completion finished", "", "shutting_down", "server_error")
-                                         : ApiError(500, "generation failed: " + failure, "", "", "server_error");
-    if (!write("data: " + error_body(err) + "\n\n")) return false;
+  if (const auto err = a.error()) {
+    if (!write("data: " + error_body(*err) + "\n\n")) return false;
   } else if (a.req.include_usage) {
     json u = completion_head(a.id, a.created, a.served->model_name);
     u["choices"] = json::array();

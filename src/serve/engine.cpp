@@ -4,6 +4,7 @@
 
 #include "gen/device.h"
 #include "gen/error.h"
+#include "gen/kv_file.h"
 #include "gen/perplexity.h"
 #include "gen/prefix_cache.h"
 #include "serve/request.h"
@@ -57,12 +58,11 @@ std::string Job::failure() const {
 
 // ---- Engine ------------------------------------------------------------------------------------------
 
-Engine::Engine(Generator& g, Backend& backend, const EngineOptions& opt, Metrics& metrics,
-               size_t kv_bytes_per_position, const PrefixCache* prefix)
-    : g_(g), backend_(backend), opt_(opt), metrics_(metrics), kv_bytes_per_position_(kv_bytes_per_position),
-      prefix_(prefix) {
-  kv_bytes_total_ = kv_bytes_per_position * size_t(effective_context(backend.config(), opt.run.max_ctx)) *
-                    size_t(opt.batch_size);
+Engine::Engine(Generator& g, Backend& backend, const EngineOptions& opt, Metrics& metrics, const PrefixCache* prefix)
+    : g_(g), backend_(backend), opt_(opt), metrics_(metrics), prefix_(prefix) {
+  const ModelConfig& cfg = backend.config();
+  kv_bytes_per_position_ = KVCache::bytes_for(cfg.n_layer, cfg.n_embd, 1, 1, kv_dtype_bytes(backend.kv_dtype()));
+  kv_bytes_total_ = kv_bytes_per_position_ * size_t(effective_context(cfg, opt.run.max_ctx)) * size_t(opt.batch_size);
   metrics_.set_batch(0, opt_.batch_size);
   metrics_.set_kv_cache(0, kv_bytes_total_);
   if (prefix_) metrics_.set_prefix_cache(0, prefix_->budget_bytes());

@@ -82,9 +82,9 @@ struct EngineOptions {
 
 class Engine : public RequestSource {
  public:
-  // backend: the generator's, for the scoring passes of echo with logprobs (on the engine thread).
-  Engine(Generator& g, Backend& backend, const EngineOptions& opt, Metrics& metrics,
-         size_t kv_bytes_per_position, const PrefixCache* prefix);
+  // backend: the generator's, for the scoring passes of echo with logprobs (on the engine thread) and
+  // the K/V bytes the metrics report.
+  Engine(Generator& g, Backend& backend, const EngineOptions& opt, Metrics& metrics, const PrefixCache* prefix);
   ~Engine() override;
   void start();
   // Queues a job's sequences; throws ApiError 503 when the queue is full or the engine stops.

@@ -35,6 +35,15 @@ def wait_for(cond, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_cancelled(server, before):
+    """Waits until one more completion has ended "cancelled" than in `before`; returns those metrics."""
+    def cancelled():
+        m = server.metrics()
+        return metric(m, "gen_completions_total", finish_reason="cancelled") - \
+            metric(before, "gen_completions_total", finish_reason="cancelled") == 1 and m
+    return wait_for(cancelled, 10, "gen_completions_total{finish_reason=\"cancelled\"} to grow")
+
+
 @pytest.mark.parametrize("how", ["close", "reset"])
 def test_dropped_stream_is_cancelled(slow_model, start_server, how):
     s = start_server(slow_model, ["--batch-size", "1", "--max-queue", "4"])
@@ -47,11 +56,7 @@ def test_dropped_stream_is_cancelled(slow_model, start_server, how):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
 
-    def cancelled():
-        m = s.metrics()
-        return metric(m, "gen_completions_total", finish_reason="cancelled") - \
-            metric(before, "gen_completions_total", finish_reason="cancelled") == 1 and m
-    m = wait_for(cancelled, 10, "gen_completions_total{finish_reason=\"cancelled\"} to grow")
+    m = wait_cancelled(s, before)
     cancel_s = time.time() - t0
     # Cancelled long before 1000 tokens: far fewer completion tokens than asked.
     done = metric(m, "gen_completion_tokens_total") - metric(before, "gen_completion_tokens_total")
@@ -83,11 +88,7 @@ def test_dropped_nonstream_request_is_cancelled(slow_model, start_server):
     wait_for(lambda: metric(s.metrics(), "gen_batch_live") == 1, 10, "the request to start")
     sock.close()
 
-    def cancelled():
-        m = s.metrics()
-        return metric(m, "gen_completions_total", finish_reason="cancelled") - \
-            metric(before, "gen_completions_total", finish_reason="cancelled") == 1 and m
-    m = wait_for(cancelled, 10, "gen_completions_total{finish_reason=\"cancelled\"} to grow")
+    m = wait_cancelled(s, before)
     done = metric(m, "gen_completion_tokens_total") - metric(before, "gen_completion_tokens_total")
     assert done < 1000, done
     r = s.complete({"prompt": "Hello", "max_tokens": 2, "temperature": 0}, timeout=60)
