@@ -142,7 +142,9 @@ void HttpServer::routes() {
   http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     return authorized(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
   });
-  http_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+  // Counted before the response goes out (the logger runs after): a client that got its answer and
+  // then reads /metrics finds its request there.
+  http_->set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     metrics_.http_request(route_label(req.path), res.status);
   });
   http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
