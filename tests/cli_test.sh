@@ -125,7 +125,7 @@ expect_error 2 "not supported on the CPU" -- --model "$M" "${P[@]}" --device cpu
   && grep -q "gen info" "$tmp/out" && ok || bad "--help lists the commands"
 "$GEN" help chat >"$tmp/out" 2>&1 && grep -q "Usage: gen chat" "$tmp/out" && ok || bad "gen help chat: $(head -2 "$tmp/out")"
 "$GEN" help >"$tmp/out" 2>&1 && grep -q "Usage: gen \[OPTIONS\]" "$tmp/out" && ok || bad "gen help: $(head -2 "$tmp/out")"
-expect_error 2 "unknown command 'nope' \\(chat, perplexity, info, serve\\)" -- help nope
+expect_error 2 "unknown command 'nope' \\(chat, perplexity, info, serve, merge\\)" -- help nope
 "$GEN" --model "$M" -p "Hello" -n 4 --temperature 0 --json --device cpu 2>/dev/null | grep -o '"tokens":\[[^]]*\]' >"$tmp/t.p"
 "$GEN" --model "$M" --prompt "Hello" -n 4 --temperature 0 --json --device cpu 2>/dev/null | grep -o '"tokens":\[[^]]*\]' >"$tmp/t.prompt"
 [ -s "$tmp/t.p" ] && cmp -s "$tmp/t.p" "$tmp/t.prompt" && ok || bad "-p is --prompt"

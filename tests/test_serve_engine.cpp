@@ -206,6 +206,8 @@ TEST_CASE("serve: a choice's text ends before its stop string and never streams 
   CHECK(none.finish(true) == "");
   CHECK(serve::finish_reason("eos") == "stop");
   CHECK(serve::finish_reason("context") == "length");
+  CHECK(serve::finish_reason("cancelled").empty());  // OpenAI has none: null, then the error event
+  CHECK(serve::finish_reason("interrupted").empty());
 }
 
 TEST_CASE("serve: a job's waiter wakes at once for the first event and for the end, not at its timeout", "[serve]") {

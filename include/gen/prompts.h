@@ -39,7 +39,7 @@ struct PromptSpec {
 // Splits `content` into prompts. `jsonl` selects the JSON-lines format. Never throws for a bad line.
 std::vector<PromptSpec> parse_prompts(const std::string& content, bool jsonl);
 // Reads and parses a file; .jsonl by its extension. Throws InputError when the file cannot be read
-// or holds no prompt at all.
-std::vector<PromptSpec> read_prompts_file(const std::string& path);
+// or holds no prompt at all. bytes: when given, receives the file's bytes (a run's fingerprint).
+std::vector<PromptSpec> read_prompts_file(const std::string& path, std::string* bytes = nullptr);
 
 }  // namespace gen

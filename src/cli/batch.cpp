@@ -1,26 +1,19 @@
 #include "cli/batch.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
-#include <cstring>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "gen/device.h"
 #include "gen/error.h"
+#include "gen/fingerprint.h"
 #include "gen/prefix_cache.h"
 #include "cli/output.h"
 #include "cli/stdout_writer.h"
-#include "text/text_util.h"
 
 namespace gen {
 
@@ -31,147 +24,6 @@ using nlohmann::json;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
-// The prompt as an error line echoes it: at most its first 64 bytes (then "...").
-std::string prompt_prefix(const std::string& text) { return detail::utf8_prefix(text, 64); }
-
-// The lines a previous run wrote: each a JSON object whose index and prompt match the prompts file.
-void check_resumed_line(const std::string& line, int line_no, const std::string& path,
-                        const std::vector<PromptSpec>& prompts, std::set<std::pair<int, int>>* done,
-                        std::set<int>* failed) {
-  const std::string where = path + ":" + std::to_string(line_no);
-  json j = json::parse(line, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("index") || !j["index"].is_number_integer()) {
-    throw InputError("not a gen result line (no integer \"index\"); cannot resume this file", where);
-  }
-  const long long i = j["index"].get<long long>();
-  if (i < 0 || i >= (long long)prompts.size()) {
-    throw InputError("index " + std::to_string(i) + " is beyond the " + std::to_string(prompts.size()) +
-                         " prompts of the prompts file; not the same run", where);
-  }
-  const PromptSpec& p = prompts[size_t(i)];
-  const bool error = j.contains("error");
-  // An error line echoes only the prompt's first bytes.
-  const std::string expected = error ? prompt_prefix(p.text) : p.text;
-  if (p.error.empty() && (!j.contains("prompt") || j["prompt"] != expected)) {
-    throw InputError("index " + std::to_string(i) + " holds a different prompt than the prompts file; not the same run",
-                     where);
-  }
-  // One run writes each (index, sample) once; twice means two runs (or two writers) shared the file.
-  const auto& s = j.contains("sample") ? j["sample"] : json(0);
-  if (!s.is_number_integer() || s.get<long long>() < 0 || s.get<long long>() > limits::max_samples) {
-    throw InputError("\"sample\" is not a sample number; cannot resume this file", where);
-  }
-  const int sample = s.get<int>();
-  // An error line stands for all of its prompt's samples: nothing else may share its index.
-  const bool has_results = done->lower_bound({int(i), 0}) != done->lower_bound({int(i) + 1, 0});
-  const bool again = failed->count(int(i)) || (error ? has_results : done->count({int(i), sample}) != 0);
-  if (again) throw InputError("index " + std::to_string(i) + " appears twice in the output file; not one run", where);
-  if (error) {
-    failed->insert(int(i));
-  } else {
-    done->insert({int(i), sample});
-  }
-}
-
-}  // namespace
-
-BatchOutput::BatchOutput(const std::string& path, bool resume, const std::vector<PromptSpec>& prompts)
-    : path_(path) {
-  // Opened and locked first: what --resume reads and cuts is then no other gen run's file in progress.
-  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw InputError(std::string("cannot write the output file: ") + std::strerror(errno), path);
-  try {
-    lock();
-    load(resume, prompts);
-  } catch (...) {
-    ::close(fd_);  // the lock goes with it
-    throw;
-  }
-}
-
-void BatchOutput::lock() {
-  if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
-  if (errno == EWOULDBLOCK)
-    throw InputError(path_ + " is being written by another gen run (locked)", "--output");
-  // A filesystem without locks (some network mounts): go on, as before there were locks.
-  std::cerr << "[gen] " << path_ << ": cannot lock (" << std::strerror(errno)
-            << "); another run could write it too\n";
-}
-
-void BatchOutput::load(bool resume, const std::vector<PromptSpec>& prompts) {
-  struct stat st {};
-  if (::fstat(fd_, &st) != 0) throw Error("cannot stat " + path_ + ": " + std::strerror(errno));
-  if (st.st_size > 0 && !resume) {
-    throw InputError("the output file exists and is not empty; pass --resume to continue it, or remove it",
-                     path_);
-  }
-  if (st.st_size == 0 || !resume) return;
-  std::string content = read_all(path_);
-  const size_t last_newline = content.rfind('\n');
-  const size_t keep = last_newline == std::string::npos ? 0 : last_newline + 1;
-  if (keep < content.size()) {  // a line cut by a kill: drop it, its prompt runs again
-    if (::ftruncate(fd_, off_t(keep)) != 0) {
-      throw Error(std::string("cannot cut the partial last line: ") + std::strerror(errno) + " (" + path_ +
-                  ")");
-    }
-    std::cerr << "[gen] " << path_ << ": dropped a partial last line (" << content.size() - keep
-              << " bytes)\n";
-    content.resize(keep);
-  }
-  size_t pos = 0;
-  for (int line_no = 1; pos < content.size(); ++line_no) {
-    const size_t end = content.find('\n', pos);
-    check_resumed_line(content.substr(pos, end - pos), line_no, path_, prompts, &done_, &failed_);
-    pos = end + 1;
-  }
-}
-
-BatchOutput::~BatchOutput() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-void BatchOutput::close() {
-  if (fd_ < 0) return;
-  const int rc = ::close(fd_);
-  fd_ = -1;
-  if (rc != 0 && errno != EINTR) throw Error("writing " + path_ + " failed: " + std::strerror(errno));
-}
-
-void BatchOutput::write_line(int index, int sample, const std::string& line) {
-  append_whole_line(fd_, line, path_);
-  if (sample < 0) {
-    failed_.insert(index);
-  } else {
-    done_.insert({index, sample});
-  }
-}
-
-void append_whole_line(int fd, const std::string& line, const std::string& path, WriteFn write_fn) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) throw Error("writing " + path + " failed: " + std::strerror(errno));
-  // One write: a line lands whole or (killed) is cut and dropped on resume.
-  const std::string buf = line + "\n";
-  size_t written = 0;
-  const int err = write_all(fd, buf, &written, write_fn);
-  if (err == 0) return;
-  std::string msg = "writing " + path + " failed: " + std::strerror(err);
-  // Part of the line went out (a full disk takes what fits): cut the file back to its last whole line.
-  if (written > 0 && ::ftruncate(fd, st.st_size) != 0) {
-    msg += std::string("; cutting the partial line failed too (") + std::strerror(errno) + "), --resume will";
-  }
-  throw Error(msg);
-}
-
-}  // namespace gen
-
-namespace gen {
-
-namespace {
 
 // The most tokens a request can generate: its budget, or what the context leaves after its prompt.
 long token_budget(const GenOptions& o, size_t prompt_tokens, int max_ctx) {
@@ -203,9 +55,9 @@ class Emitter {
  public:
   Emitter(const BatchContext& ctx, BatchOutput* file) : ctx_(ctx), file_(file) {}
   void result(const PromptSpec& p, const GenResult& r, uint64_t seed, int sample) {
-    const int key = p.index * ctx_.opt.samples + sample;
+    const int key = key_of(p) + sample;
     if (file_ || ctx_.opt.json) {
-      RunInfo info{p.index, p.text, ctx_.device, ctx_.backend.dtype(), ctx_.opt.gen.use_cache, "", seed, -1};
+      RunInfo info{p.index, p.text, ctx_.device, ctx_.backend.dtype(), ctx_.opt.gen.use_cache, "", seed, -1, ctx_.run};
       if (ctx_.opt.samples > 1) info.sample = sample;
       put_json(key, p.index, sample, result_json(info, r));
     } else {
@@ -213,11 +65,12 @@ class Emitter {
     }
   }
   void error(const PromptSpec& p, const std::string& msg) {
-    const int key = p.index * ctx_.opt.samples;  // one error line for all of the prompt's samples
+    const int key = key_of(p);  // one error line for all of the prompt's samples
     next_skip_.insert(key);
     if (file_ || ctx_.opt.json) {
-      put_json(key, p.index, -1,
-               json_line(json{{"index", p.index}, {"line", p.line}, {"prompt", prompt_prefix(p.text)}, {"error", msg}}));
+      json j{{"index", p.index}, {"line", p.line}, {"prompt", prompt_prefix(p.text)}, {"error", msg}};
+      if (!ctx_.run.empty()) j["run"] = ctx_.run;
+      put_json(key, p.index, -1, json_line(j));
     } else {
       std::cerr << "[gen] prompt " << p.index << " (line " << p.line << ") failed: " << msg << "\n";
       put_stdout(key, "");
@@ -230,7 +83,9 @@ class Emitter {
   }
 
  private:
-  // key: the stdout order (index x samples + sample); sample -1: the prompt's error line.
+  // The stdout order of a prompt's first sample: its position in the shard x samples.
+  int key_of(const PromptSpec& p) const { return int(ctx_.shard.position(p.index)) * ctx_.opt.samples; }
+  // key: the stdout order (key_of + sample); sample -1: the prompt's error line.
   void put_json(int key, int index, int sample, const std::string& line) {
     if (file_) {
       file_->write_line(index, sample, line);
@@ -249,9 +104,9 @@ class Emitter {
   }
   const BatchContext& ctx_;
   BatchOutput* file_;
-  std::map<int, std::string> pending_;  // by key: prompt index x samples + sample
+  std::map<int, std::string> pending_;  // by key: position in the shard x samples + sample
   std::set<int> next_skip_;              // keys of error lines
-  int next_ = 0;  // stdout mode runs every prompt, so keys 0.. come in turn
+  int next_ = 0;  // stdout mode runs every prompt of the shard, so keys 0.. come in turn
 };
 
 // The progress line on stderr (a terminal only): prompts done, tokens, tokens/s, time left from the
@@ -303,6 +158,7 @@ std::vector<Request> make_requests(const BatchContext& ctx, const std::vector<Pr
   const int K = ctx.opt.samples;
   std::vector<Request> requests;
   for (const PromptSpec& p : prompts) {
+    if (!ctx.shard.contains(p.index)) continue;
     std::vector<int> todo;  // the samples not yet in the output
     for (int k = 0; k < K; ++k) {
       if (!output || !output->done(p.index, k)) todo.push_back(k);
@@ -334,6 +190,27 @@ std::vector<Request> make_requests(const BatchContext& ctx, const std::vector<Pr
 }
 
 }  // namespace
+
+std::string batch_run_id(const Options& opt, const std::string& prompts_bytes, const std::string& model_dir,
+                         const ModelConfig& cfg, const std::string& dtype) {
+  const ModelFingerprint m = model_fingerprint(model_dir, cfg);
+  const GenOptions& g = opt.gen;
+  const json settings = {
+      {"kind", "generate"},
+      {"model", {m.tensors, m.weights}},
+      {"dtype", dtype},
+      {"ctx", effective_context(cfg, g.max_ctx)},
+      {"max_new_tokens", g.max_new_tokens},
+      {"temperature", g.sampling.temperature},
+      {"top_k", g.sampling.top_k},
+      {"top_p", g.sampling.top_p},
+      {"seed", opt.seed_given ? json(g.seed) : json("random")},
+      {"stop", g.stop_strings},
+      {"ignore_eos", g.ignore_eos},
+      {"samples", opt.samples},
+  };
+  return run_fingerprint(hash_bytes(prompts_bytes), settings);
+}
 
 int run_batch(const BatchContext& ctx, const std::vector<PromptSpec>& prompts, BatchOutput* output) {
   const Options& opt = ctx.opt;
@@ -387,6 +264,11 @@ int run_batch(const BatchContext& ctx, const std::vector<PromptSpec>& prompts, B
                 finished, failed, skipped, progress.tokens(), secs, secs > 0 ? progress.tokens() / secs : 0.0,
                 opt.batch_size, opt.gen.use_cache ? "KV cache" : "no cache", ctx.device.c_str(), ctx.load_ms);
   std::cerr << buf;
+  if (ctx.shard.n > 1) {
+    std::cerr << "[gen] shard " << ctx.shard.str() << ": " << ctx.shard.count(long(prompts.size())) << " of "
+              << prompts.size() << " prompts (index % " << ctx.shard.n << " == " << ctx.shard.k << "), run "
+              << ctx.run << "\n";
+  }
   std::cerr << "[gen] prompt tokens: " << reused << " reused, " << computed << " computed"
             << (prefix ? " (prefix cache " + human_bytes(double(prefix->bytes())) + " of " +
                              human_bytes(double(prefix->budget_bytes())) + ", " + std::to_string(prefix->blocks()) +

@@ -1,4 +1,5 @@
 // gen perplexity --model DIR|NAME --file TEXT [--ctx N] [--json] [--device D] [--dtype T] [--threads N]
+// (many files: --file-list LIST, --shard K/N, --output FILE [--resume]; cli/perplexity_cli.h)
 // Every input is checked before the result is computed; the result is printed whole or not at all.
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -9,6 +10,7 @@
 #include "cli/cli_common.h"
 #include "gen/prompts.h"
 #include "cli/commands.h"
+#include "cli/perplexity_cli.h"
 #include "cli/stdout_writer.h"
 #include "gen/error.h"
 #include "gen/device.h"
@@ -20,19 +22,6 @@ namespace gen {
 
 namespace {
 
-struct PplOptions {
-  std::string model = "models/gpt2";
-  std::string file;
-  int context = 0;  // 0: not given, the model's n_positions
-  bool context_given = false;
-  std::string device = "auto";
-  std::string dtype;  // empty: the backend's default
-  int threads = 0;
-  bool json = false;
-  bool help = false;
-  std::string help_text;
-};
-
 PplOptions parse(int argc, char** argv) {
   PplOptions o;
   CLI::App app{"gen perplexity: perplexity of a text file, in non-overlapping windows of --ctx tokens",
@@ -40,7 +29,11 @@ PplOptions parse(int argc, char** argv) {
   app.add_option("--model", o.model,
                  "model directory, or gpt2 | gpt2-medium | gpt2-large | gpt2-xl (models/NAME)")
       ->capture_default_str();
-  app.add_option("--file", o.file, "UTF-8 text to score")->required();
+  app.add_option("--file", o.files, "UTF-8 text to score (repeatable: one JSON line per file)");
+  app.add_option("--file-list", o.file_list, "a file naming the texts to score, one path a line");
+  app.add_option("--shard", o.shard, "K/N: only the files whose index i has i % N == K; slurm: from the array job");
+  app.add_option("--output", o.output, "append each file's JSON line to FILE");
+  app.add_flag("--resume", o.resume, "skip the files whose index is already in --output");
   auto* ctx =
       app.add_option("--ctx,--context", o.context, "window length in tokens, 2..n_positions (default n_positions)")
           ->transform(decimal("--ctx", 2, limits::max_ctx));
@@ -51,15 +44,21 @@ PplOptions parse(int argc, char** argv) {
     return o;
   }
   o.context_given = ctx->count() > 0;  // its upper bound, n_positions, needs the model's config
+  if (o.files.empty() && o.file_list.empty()) throw InputError("--file or --file-list is required", "gen perplexity");
+  if (o.resume && o.output.empty()) throw InputError("--resume needs --output FILE", "--resume");
   return o;
 }
 
-std::string read_text(const std::string& path) {
+}  // namespace
+
+std::string read_ppl_text(const std::string& path) {
   const std::string text = read_user_file(path, "file");
   if (text.empty()) throw InputError("the file is empty", path);
   require_utf8(text, path);
   return text;
 }
+
+namespace {
 
 std::string result_text(const PerplexityResult& r, size_t tokens, int context, const std::string& device,
                         double tokens_per_s, bool json) {
@@ -92,7 +91,8 @@ int run_perplexity(int argc, char** argv) {
     write_stdout(opt.help_text);
     return 0;
   }
-  const std::string text = read_text(opt.file);
+  if (opt.list_mode()) return run_perplexity_list(opt);
+  const std::string text = read_ppl_text(opt.files[0]);
   std::string note;
   const Device device = choose_device(opt.device, &note, opt.dtype);  // before the slow load
   Model model = load_model(resolve_model_dir(opt.model));
@@ -106,7 +106,7 @@ int run_perplexity(int argc, char** argv) {
   const std::vector<int> tokens = model.tokenizer->encode(text);
   if (tokens.size() < 2) {
     throw InputError("the text is " + std::to_string(tokens.size()) + " token: at least 2 are needed",
-                     opt.file);
+                     opt.files[0]);
   }
   auto backend = make_backend(device, model.weights, opt.threads, opt.dtype);
   if (!note.empty()) std::cerr << note << "\n";  // after every input check: an error stays one line

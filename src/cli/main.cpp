@@ -10,6 +10,7 @@
 #include "cli/batch.h"
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "cli/merge.h"
 #include "gen/error.h"
 #include "gen/device.h"
 #include "gen/model.h"
@@ -111,6 +112,7 @@ Command find_command(const std::string& name) {
   if (name == "info") return gen::run_info;
   if (name == "chat") return gen::run_chat;
   if (name == "serve") return gen::run_serve;
+  if (name == "merge") return gen::run_merge;
   return nullptr;
 }
 
@@ -121,7 +123,7 @@ int run(int argc, char** argv) {
     if (cmd == "help" && argc > 2) {  // gen help CMD: CMD's own --help
       Command command = find_command(argv[2]);
       if (!command) {
-        throw gen::InputError("unknown command '" + std::string(argv[2]) + "' (chat, perplexity, info, serve)", "gen help");
+        throw gen::InputError("unknown command '" + std::string(argv[2]) + "' (chat, perplexity, info, serve, merge)", "gen help");
       }
       char help_flag[] = "--help";
       char* sub_argv[] = {argv[2], help_flag, nullptr};
@@ -146,9 +148,10 @@ int run(int argc, char** argv) {
   const gen::Device device = gen::choose_device(opt.device, &note, opt.dtype);  // before the slow load
   // Every input that can be checked before the slow load is checked first.
   std::vector<gen::PromptSpec> prompts;
-  std::string prompt;
+  std::string prompt, prompts_bytes;
+  const gen::Shard shard = opt.shard.empty() ? gen::Shard{} : gen::parse_shard(opt.shard);
   if (opt.prompts_file) {
-    prompts = gen::read_prompts_file(*opt.prompts_file);
+    prompts = gen::read_prompts_file(*opt.prompts_file, &prompts_bytes);
   } else {
     prompt = gen::read_prompt(opt);
   }
@@ -157,12 +160,13 @@ int run(int argc, char** argv) {
     p.line = 1;
     p.text = prompt;
     prompts.push_back(std::move(p));
+    prompts_bytes = prompt;
   }
   const bool batch = !prompts.empty();
   const std::string more_threads = gen::threads_note(opt.threads);
   if (!more_threads.empty()) note += (note.empty() ? "" : "\n") + more_threads;
   std::unique_ptr<gen::BatchOutput> output;
-  if (!opt.output.empty()) output = std::make_unique<gen::BatchOutput>(opt.output, opt.resume, prompts);
+  if (!opt.output.empty()) output = std::make_unique<gen::BatchOutput>(opt.output, opt.resume, prompts, shard);
   std::unique_ptr<gen::TraceWriter> trace;
   if (!opt.trace.empty()) trace = std::make_unique<gen::TraceWriter>(opt.trace);
   std::unique_ptr<gen::PromptCache> prompt_cache;
@@ -175,8 +179,10 @@ int run(int argc, char** argv) {
   gen::Generator generator(*backend, *model.tokenizer);
   opt.gen.stop = &gen::g_interrupted;
   if (batch) {
+    gen::BatchContext ctx{opt, generator, *model.tokenizer, *backend, gen::device_name(device), load_ms, trace.get(), shard,
+                          gen::batch_run_id(opt, prompts_bytes, model.dir, model.cfg, backend->dtype())};
+    if (output) output->check_run(ctx.run);
     if (!note.empty()) std::cerr << note << "\n";
-    gen::BatchContext ctx{opt, generator, *model.tokenizer, *backend, gen::device_name(device), load_ms, trace.get()};
     const int rc = gen::run_batch(ctx, prompts, output.get());
     if (output) output->close();  // a write lost at close() is still an error, exit 1
     return rc;
@@ -194,7 +200,7 @@ int run(int argc, char** argv) {
   const int rc = opt.compare ? run_compare(opt, generator, ids, prompt, gen::device_name(device), backend->dtype(), trace.get())
                              : run_single(opt, generator, ids, prompt,
                                           gen::RunInfo{0, prompt, gen::device_name(device), backend->dtype(), opt.gen.use_cache,
-                                                       backend->memory_summary(), opt.gen.seed},
+                                                       backend->memory_summary(), opt.gen.seed, -1, ""},
                                           load_ms, trace.get(), cache_file ? &*cache_file : nullptr);
   gen::restore_sigint();
   return rc;

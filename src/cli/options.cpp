@@ -17,6 +17,7 @@ void validate(const Options& o) {
   }
   if (o.resume && o.output.empty()) throw InputError("--resume needs --output FILE", "--resume");
   if (!o.output.empty() && !o.prompts_file) throw InputError("--output goes with --prompts-file", "--output");
+  if (!o.shard.empty() && !o.prompts_file) throw InputError("--shard goes with --prompts-file", "--shard");
   if (o.compare && o.prompts_file) throw InputError("--compare takes one prompt, not --prompts-file", "--compare");
   if (o.compare && o.samples > 1) throw InputError("--compare runs one sample, not --samples", "--compare");
   if (!o.prompt_cache.empty()) {
@@ -49,6 +50,7 @@ Options parse_options(int argc, const char* const* argv) {
       "  gen perplexity   perplexity of a text file\n"
       "  gen info         memory a model needs (weights, KV cache) and whether it fits\n"
       "  gen serve        an OpenAI-compatible completions server (HTTP, continuous batching)\n"
+      "  gen merge        the --output files of a sharded run (--shard K/N) as one, in index order\n"
       "  gen help CMD     a command's options (also: gen CMD --help)");
   auto* p = app.add_option("-p,--prompt", o.prompt, "prompt text");
   auto* pos = app.add_option("TEXT", positional, "prompt text (as --prompt): gen \"TEXT\"");
@@ -67,6 +69,9 @@ Options parse_options(int argc, const char* const* argv) {
       ->transform(decimal("--samples", 1, limits::max_samples));
   app.add_option("--output", o.output, "append each finished prompt's JSON line to FILE");
   app.add_flag("--resume", o.resume, "skip the prompts whose index is already in --output");
+  app.add_option("--shard", o.shard,
+                 "K/N: only the prompts whose index i has i % N == K (indices stay global; gen merge joins the "
+                 "shards); slurm: K and N from the Slurm array job");
   auto* cmp = app.add_flag("--compare", o.compare, "run with and without the KV cache and compare");
   app.add_option("--trace", o.trace, "write one CSV row per step (mode,step,context,batch,step_ms)");
   app.add_option("--stop", o.gen.stop_strings, "stop when the generated text contains STR (repeatable)")
@@ -105,6 +110,7 @@ Options parse_options(int argc, const char* const* argv) {
   }
   if (!positional.empty()) o.prompt = positional;
   o.gen.seed = seed ? *seed : random_seed();
+  o.seed_given = seed.has_value();
   validate(o);
   return o;
 }

@@ -17,12 +17,14 @@ struct Options {
   int samples = 1;                          // --samples K: completions per prompt (seeds seed .. seed+K-1)
   std::string output;                       // --output FILE: JSON lines appended as prompts finish
   bool resume = false;                      // skip the indices already in --output
+  std::string shard;                        // --shard K/N|slurm (cli/shard.h); empty: every prompt
   bool compare = false;                     // run with and without the cache, print one table
   std::string trace;                        // --trace FILE: one CSV row per step
   bool prefix_cache = true;                 // share prompt prefixes in a batch (--no-prefix-cache: off)
   long prefix_cache_mb = -1;                // the prefix cache's budget in MiB (-1: PrefixCache::default_budget)
   std::string prompt_cache;                 // --prompt-cache FILE: a single prompt's K/V, loaded and saved
   GenOptions gen;
+  bool seed_given = false;  // --seed was given (otherwise gen.seed was drawn at random)
   std::string device = "auto";
   std::string dtype;  // empty: the backend's default
   int threads = 0;    // 0: all cores

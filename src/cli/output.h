@@ -17,6 +17,7 @@ struct RunInfo {
   std::string memory;  // the backend's memory_summary(), printed when not empty
   uint64_t seed = 0;   // the sampling seed the prompt ran with ("seed" in JSON)
   int sample = -1;     // with --samples K > 1: which completion, 0..K-1 ("sample"); -1: none
+  std::string run;     // a batch run's fingerprint ("run"; cli/shard.h), when not empty
 };
 
 // The JSON object of one prompt's result, as DESIGN.md section 3 lists its fields.

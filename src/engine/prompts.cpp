@@ -166,8 +166,8 @@ std::vector<PromptSpec> parse_prompts(const std::string& content, bool jsonl) {
   return out;
 }
 
-std::vector<PromptSpec> read_prompts_file(const std::string& path) {
-  const std::string content = read_user_file(path, "prompts file");
+std::vector<PromptSpec> read_prompts_file(const std::string& path, std::string* bytes) {
+  std::string content = read_user_file(path, "prompts file");
   // JSON lines by extension, in any case: .jsonl, .ndjson (.JSONL too).
   const size_t dot = path.find_last_of('.'), slash = path.find_last_of('/');
   std::string ext = dot != std::string::npos && (slash == std::string::npos || dot > slash) ? path.substr(dot) : "";
@@ -175,6 +175,7 @@ std::vector<PromptSpec> read_prompts_file(const std::string& path) {
   const bool jsonl = ext == ".jsonl" || ext == ".ndjson";
   std::vector<PromptSpec> prompts = parse_prompts(content, jsonl);
   if (prompts.empty()) throw InputError("no prompts in the file (blank lines are skipped)", path);
+  if (bytes) *bytes = std::move(content);
   return prompts;
 }
 

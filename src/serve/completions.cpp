@@ -1,5 +1,6 @@
 // POST /v1/completions once parsed: the job (prompts x n sequences) for the engine, then the answer, as
 // one JSON object or as Server-Sent Events.
+#include <algorithm>
 #include <httplib.h>
 
 #include <atomic>
@@ -104,6 +105,7 @@ struct Answer {
   int64_t created = 0;
   bool cancelled = false;  // a sequence ended "cancelled" (the server stopped)
   bool echoed = false;     // a stream's prompts were sent (echo)
+  std::vector<SeqEvent> pending;  // a stream's first events, taken before its headers went out
 
   // Applies an event; returns the text it makes sendable.
   std::string apply(SeqEvent& e, size_t* lp_from, size_t* lp_to) {
@@ -202,7 +204,7 @@ json chunk(const Answer& a, size_t choice, const std::string& text, const json& 
   j["choices"] = json::array({json{{"text", text},
                                    {"index", choice},
                                    {"logprobs", logprobs},
-                                   {"finish_reason", finish.empty() ? json(nullptr) : json(finish_reason(finish))}}});
+                                   {"finish_reason", finish_reason(finish).empty() ? json(nullptr) : json(finish_reason(finish))}}});
   return j;
 }
 
@@ -223,7 +225,9 @@ bool write_echo(Answer& a, const Write& write) {
 bool stream_some(Answer& a, httplib::DataSink& sink) {
   auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
   const bool last = a.job->finished();
-  std::vector<SeqEvent> events = a.job->wait(last ? std::chrono::milliseconds(0) : kPoll);
+  std::vector<SeqEvent> events = std::move(a.pending);
+  a.pending.clear();
+  for (SeqEvent& e : a.job->wait(last || !events.empty() ? std::chrono::milliseconds(0) : kPoll)) events.push_back(std::move(e));
   // echo: each choice's prompt first, in a chunk of its own, once the job has started (its prompts'
   // log-probabilities are computed before its first event).
   if (a.req.echo && !a.echoed && (last || !events.empty()) && !write_echo(a, write)) return false;
@@ -249,12 +253,41 @@ bool stream_some(Answer& a, httplib::DataSink& sink) {
   return true;
 }
 
+// A stream's first events, awaited before its headers go out: until then a proxy in front (nginx's
+// proxy_next_upstream) can still retry the request elsewhere when this replica dies, and a job the server
+// never started (it is stopping) or that failed gets an HTTP error instead of a 200 stream. False: the
+// client left first.
+bool wait_first(Answer& a, const httplib::Request& http_req) {
+  const int fd = find_connection(http_req.local_addr, http_req.local_port, http_req.remote_addr, http_req.remote_port);
+  for (;;) {
+    const bool last = a.job->finished();
+    a.pending = a.job->wait(last ? std::chrono::milliseconds(0) : kPoll);
+    if (last || !a.pending.empty()) break;
+    if (!peer_connected(fd)) return false;
+  }
+  const bool never_started = a.job->finished() && std::all_of(a.pending.begin(), a.pending.end(), [](const SeqEvent& e) {
+    return e.done && e.tokens.empty() && finish_reason(e.result.finish_reason).empty();
+  });
+  if (!a.job->failure().empty() || never_started) {
+    for (SeqEvent& e : a.pending) {
+      size_t from, to;
+      a.apply(e, &from, &to);
+    }
+    if (const auto err = a.error()) throw *err;
+  }
+  return true;
+}
+
 }  // namespace
 
 void handle_completion(const Served& s, const ServerOptions& opt, const CompletionRequest& r, const httplib::Request& http_req,
                        httplib::Response& res) {
   std::shared_ptr<Answer> a = start(s, opt, r);
   if (!r.stream) return send_whole(*a, http_req, res);
+  if (!wait_first(*a, http_req)) {
+    a->job->cancel();  // the client left before the first token
+    return;
+  }
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",

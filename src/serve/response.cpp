@@ -57,6 +57,7 @@ std::string ChoiceText::finish(bool stopped) {
 std::string finish_reason(const std::string& r) {
   if (r == "eos" || r == "stop") return "stop";
   if (r == "length" || r == "context") return "length";
+  if (r == "cancelled" || r == "interrupted") return "";
   return r;
 }
 

@@ -36,7 +36,8 @@ class ChoiceText {
 };
 
 // OpenAI's finish_reason for the engine's: "eos" and "stop" -> "stop"; "length" and "context" ->
-// "length"; anything else as it is.
+// "length"; "cancelled" and "interrupted" (the server stopped first) -> "" (OpenAI has none: a stream's
+// chunk says null, and the error event after it says why); anything else as it is.
 std::string finish_reason(const std::string& engine_reason);
 
 // A token as logprobs name it: its bytes as UTF-8, an invalid byte (part of a character) as U+FFFD.

@@ -104,6 +104,10 @@ def test_signal_cuts_long_requests_within_the_bound(slow_model, start_server, si
         if data:
             # Whatever came is a well-formed HTTP response head: 200 (an answer or a cut stream) or 503.
             assert data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.1 503"), data[:200]
+    # The queued stream never started: its headers wait for its first token, so it is a 503 that a proxy
+    # can retry elsewhere, not a 200 stream with nothing in it.
+    assert results[2].get("data", b"").startswith(b"HTTP/1.1 503"), results[2].get("data", b"")[:300]
+    assert b"shutting_down" in results[2]["data"], results[2]["data"][-300:]
     print(f"{signal.Signals(sig).name}: exit 0 in {secs:.2f} s; clients ended: "
           f"{[r['end'] + ' ' + str(len(r.get('data', b''))) + 'B' for r in results]}")
 

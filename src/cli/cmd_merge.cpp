@@ -1,0 +1,79 @@
+// gen merge FILES... [--expect N] [--output FILE]: the shards of one batch run, in index order.
+#include <CLI/CLI.hpp>
+#include <cstring>
+#include <iostream>
+
+#include "cli/cli_common.h"
+#include "cli/merge.h"
+#include "cli/stdout_writer.h"
+#include "engine/atomic_file.h"
+#include "gen/error.h"
+#include "gen/prompts.h"
+
+namespace gen {
+
+namespace {
+
+struct MergeOptions {
+  std::vector<std::string> files;
+  long expect = -1;
+  std::string output;
+};
+
+bool parse(int argc, char** argv, MergeOptions* o) {
+  CLI::App app{"gen merge: the --output files of a sharded run (gen --shard K/N) as one, in index order, one line "
+               "per index; lines of another run and disagreeing duplicates are refused",
+               "gen merge"};
+  app.add_option("FILES", o->files, "the shards' --output files (JSON lines)")->required();
+  app.add_option("--expect", o->expect,
+                 "the number of prompts (or files) of the run: list the indices 0..N-1 that are missing, and exit 3 "
+                 "when any are")
+      ->transform(decimal("--expect", 0, 1LL << 31));
+  app.add_option("-o,--output", o->output, "write the merged lines to FILE (atomically) instead of stdout");
+  std::string help;
+  if (parse_cli(app, argc, argv, "gen merge", &help) == Parsed::help) {
+    write_stdout(help);
+    return false;
+  }
+  return true;
+}
+
+void write_output(const std::string& path, const std::string& text) {
+  if (path.empty()) {
+    write_stdout(text);
+    return;
+  }
+  const int err = write_atomically(path, [&](int fd) { return write_all_bytes(fd, text.data(), text.size()); }, true);
+  if (err != 0) throw Error("writing " + path + " failed: " + std::strerror(err));
+}
+
+}  // namespace
+
+int run_merge(int argc, char** argv) {
+  MergeOptions opt;
+  if (!parse(argc, argv, &opt)) return 0;
+  std::vector<MergeInput> inputs;
+  for (const std::string& f : opt.files) inputs.push_back(MergeInput{f, read_user_file(f, "shard file")});
+  const MergeResult r = merge_runs(inputs, opt.expect);
+  std::string text;
+  for (const std::string& line : r.lines) text += line + "\n";
+  write_output(opt.output, text);  // before any verdict: what is there is kept
+  for (const std::string& n : r.notes) std::cerr << "[gen] " << n << "\n";
+  std::cerr << "[gen] merged " << r.lines.size() << " lines (" << r.indices << " indices"
+            << (r.samples > 1 ? ", " + std::to_string(r.samples) + " samples each" : "") << ") from " << inputs.size()
+            << " files" << (r.duplicates ? ", " + std::to_string(r.duplicates) + " equal duplicates dropped" : "")
+            << (r.run.empty() ? "" : ", run " + r.run) << "\n";
+  std::string missing;
+  for (const std::string& m : r.missing) missing += (missing.empty() ? "" : ", ") + m;
+  if (opt.expect < 0) {
+    if (!missing.empty()) std::cerr << "[gen] gaps below the highest index: " << missing << " (--expect N checks)\n";
+    return 0;
+  }
+  if (r.missing_count == 0) return 0;
+  const long want = opt.expect * r.samples;
+  throw Error(std::to_string(r.missing_count) + " of " + std::to_string(want) + (r.samples > 1 ? " results" : " indices") +
+                  " missing: " + missing,
+              ExitCode::some_failed);
+}
+
+}  // namespace gen

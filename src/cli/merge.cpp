@@ -1,0 +1,166 @@
+#include "cli/merge.h"
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "gen/error.h"
+#include "gen/prompts.h"
+
+namespace gen {
+
+using nlohmann::json;
+
+namespace {
+
+// What two lines of one index may differ in: how long it took, where it ran, what memory it had.
+const char* const kVolatile[] = {"timing", "device", "kv_cache_bytes", "kv_cache_bytes_used", "tokens_per_s"};
+
+struct Line {
+  std::string text;
+  std::string where;
+  json view;  // the line without its volatile fields, to compare duplicates
+};
+
+struct Parsed {
+  long index = 0;
+  int sample = 0;  // -1: an error line (it stands for every sample of its index)
+  std::string run;
+};
+
+Parsed parse_line(const json& j, const std::string& where) {
+  if (!j.is_object() || !j.contains("index") || !j["index"].is_number_integer() || j["index"].get<long long>() < 0 ||
+      j["index"].get<long long>() > (1LL << 31)) {
+    throw InputError("not a gen result line (no \"index\" 0..2^31)", where);
+  }
+  if (!j.contains("run") || !j["run"].is_string()) {
+    throw InputError("the line has no \"run\": gen merge takes the --output lines of gen --prompts-file and gen "
+                     "perplexity", where);
+  }
+  Parsed p{long(j["index"].get<long long>()), 0, j["run"].get<std::string>()};
+  if (j.contains("error")) {
+    p.sample = -1;
+  } else if (j.contains("sample")) {
+    const json& s = j["sample"];
+    if (!s.is_number_integer() || s.get<long long>() < 0 || s.get<long long>() >= limits::max_samples) {
+      throw InputError("\"sample\" is not a sample number", where);
+    }
+    p.sample = s.get<int>();
+  }
+  return p;
+}
+
+class Merger {
+ public:
+  explicit Merger(long expect) : expect_(expect) {}
+  void add_file(const MergeInput& f, MergeResult* out) {
+    size_t pos = 0;
+    for (int line_no = 1; pos < f.content.size(); ++line_no) {
+      size_t end = f.content.find('\n', pos);
+      const bool last = end == std::string::npos;
+      if (last) end = f.content.size();
+      add_line(f.content.substr(pos, end - pos), f.name + ":" + std::to_string(line_no), last, out);
+      pos = end + 1;
+    }
+  }
+  void finish(MergeResult* out);
+
+ private:
+  void add_line(const std::string& text, const std::string& where, bool unterminated, MergeResult* out);
+  void check_run(const Parsed& p, const std::string& where) {
+    if (run_.empty()) {
+      run_ = p.run;
+      run_where_ = where;
+    } else if (p.run != run_) {
+      throw InputError("the line is from another run than " + run_where_ + " (run " + p.run + ", not " + run_ +
+                           "): the input list, the model or the settings that decide the output differ", where);
+    }
+  }
+  long expect_;
+  std::string run_, run_where_;
+  std::map<std::pair<long, int>, Line> lines_;  // by (index, sample); sample -1: the index's error line
+};
+
+void Merger::add_line(const std::string& text, const std::string& where, bool unterminated, MergeResult* out) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() && unterminated) {  // a task killed in the middle of a write
+    out->notes.push_back(where + ": dropped a partial last line (" + std::to_string(text.size()) + " bytes)");
+    return;
+  }
+  if (j.is_discarded()) throw InputError("not a JSON line", where);
+  const Parsed p = parse_line(j, where);
+  check_run(p, where);
+  if (expect_ >= 0 && p.index >= expect_) {
+    throw InputError("index " + std::to_string(p.index) + " is beyond --expect " + std::to_string(expect_), where);
+  }
+  for (const char* k : kVolatile) j.erase(k);
+  // An error line and a result of the same index disagree, as do two results of one (index, sample).
+  const auto lo = lines_.lower_bound({p.index, -1}), hi = lines_.lower_bound({p.index + 1, -1});
+  for (auto it = lo; it != hi; ++it) {
+    const bool same_key = it->first.second == p.sample;
+    if (!same_key && it->first.second != -1 && p.sample != -1) continue;
+    if (same_key && it->second.view == j) {
+      ++out->duplicates;
+      return;
+    }
+    throw InputError("index " + std::to_string(p.index) + " is also in " + it->second.where +
+                         " with a different result; not merging two answers for one index", where);
+  }
+  lines_.emplace(std::make_pair(p.index, p.sample), Line{text, where, std::move(j)});
+}
+
+void Merger::finish(MergeResult* out) {
+  out->run = run_;
+  long last = -1;
+  for (const auto& [key, line] : lines_) {
+    out->lines.push_back(line.text);
+    out->indices += key.first != last;
+    last = key.first;
+    out->samples = std::max(out->samples, key.second + 1);
+  }
+  // What should be there: every index below expect (or, without it, below the highest one found), each
+  // with its samples 0..samples-1, or its error line.
+  const long n = expect_ >= 0 ? expect_ : last + 1;
+  std::vector<long> whole;  // indices with nothing at all
+  std::vector<std::string> partial;
+  for (long i = 0; i < n; ++i) {
+    if (lines_.count({i, -1})) continue;
+    std::vector<long> gone;
+    for (int s = 0; s < out->samples; ++s) {
+      if (!lines_.count({i, s})) gone.push_back(s);
+    }
+    out->missing_count += long(gone.size());
+    if (gone.size() == size_t(out->samples)) {
+      whole.push_back(i);
+    } else if (!gone.empty()) {
+      partial.push_back(std::to_string(i) + " (sample" + (gone.size() > 1 ? "s " : " ") + ranges_text(gone, 20) + ")");
+    }
+  }
+  if (!whole.empty()) out->missing.push_back(ranges_text(whole, 1000));
+  out->missing.insert(out->missing.end(), partial.begin(), partial.end());
+}
+
+}  // namespace
+
+std::string ranges_text(const std::vector<long>& v, size_t limit) {
+  std::string s;
+  size_t items = 0, i = 0;
+  for (; i < v.size() && items < limit; ++items) {
+    size_t j = i;
+    while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
+    s += (s.empty() ? "" : ", ") + std::to_string(v[i]);
+    if (j > i) s += (j == i + 1 ? ", " : "-") + std::to_string(v[j]);
+    i = j + 1;
+  }
+  if (i < v.size()) s += ", ... (" + std::to_string(v.size() - i) + " more)";
+  return s;
+}
+
+MergeResult merge_runs(const std::vector<MergeInput>& files, long expect) {
+  MergeResult out;
+  Merger m(expect);
+  for (const MergeInput& f : files) m.add_file(f, &out);
+  m.finish(&out);
+  return out;
+}
+
+}  // namespace gen

@@ -1,0 +1,38 @@
+// gen merge: the JSON lines of a run's shards (--shard K/N, each its own --output file) back into one
+// file in index order, one line per index (and sample). The lines must carry one "run" fingerprint;
+// an index found twice must say the same thing both times.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace gen {
+
+struct MergeInput {
+  std::string name;     // the file, for messages
+  std::string content;  // its bytes
+};
+
+struct MergeResult {
+  std::vector<std::string> lines;    // in (index, sample) order, each as it was in its file (no newline)
+  std::string run;                   // the fingerprint they share ("" when there were no lines)
+  long indices = 0;                  // distinct indices
+  long duplicates = 0;               // lines dropped because an equal one came first
+  int samples = 1;                   // completions per index: 1 + the highest "sample"
+  std::vector<std::string> missing;  // with expect >= 0: what is not there ("7", "12-15", "9 (sample 1)")
+  long missing_count = 0;            // indices (or samples) missing in all
+  std::vector<std::string> notes;    // partial last lines dropped, gaps without --expect
+};
+
+// Merges the files' lines. expect: the number of prompts (indices 0..expect-1), or -1 for unknown.
+// Throws InputError (path:line) for a line that is not a gen result line, a line of another run, two
+// lines of one index that disagree (apart from timing, device and memory fields), and an index at or
+// past `expect`. A last line without its newline that is not valid JSON (a task killed while writing)
+// is dropped with a note.
+MergeResult merge_runs(const std::vector<MergeInput>& files, long expect);
+
+// "3, 7, 11-13": sorted values as ranges; at most `limit` items, then "... (N more)".
+std::string ranges_text(const std::vector<long>& sorted, size_t limit);
+
+int run_merge(int argc, char** argv);
+
+}  // namespace gen

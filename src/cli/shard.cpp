@@ -1,0 +1,70 @@
+#include "cli/shard.h"
+
+#include <cstdlib>
+
+#include "gen/error.h"
+#include "model/hash.h"
+
+namespace gen {
+
+namespace {
+
+// A non-negative decimal integer up to `hi`, or -1.
+long parse_count(const std::string& s, long hi) {
+  if (s.empty() || s.size() > 9) return -1;
+  long v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return -1;
+    v = v * 10 + (c - '0');
+  }
+  return v <= hi ? v : -1;
+}
+
+constexpr long kMaxShards = 1000000;
+
+Shard from_slurm(const char* (*getenv_fn)(const char*)) {
+  auto env = [&](const char* name) -> std::string {
+    const char* v = getenv_fn(name);
+    return v ? v : "";
+  };
+  const std::string id = env("SLURM_ARRAY_TASK_ID");
+  if (id.empty()) {
+    throw InputError("not in a Slurm array job (SLURM_ARRAY_TASK_ID is not set): submit with sbatch --array=0-(N-1), "
+                     "or give --shard K/N", "--shard slurm");
+  }
+  const long task = parse_count(id, 1L << 30), lo = parse_count(env("SLURM_ARRAY_TASK_MIN"), 1L << 30);
+  const long count = parse_count(env("SLURM_ARRAY_TASK_COUNT"), kMaxShards);
+  if (task < 0 || lo < 0 || count < 1) {
+    throw InputError("SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and SLURM_ARRAY_TASK_COUNT must be numbers (got '" +
+                         id + "', '" + env("SLURM_ARRAY_TASK_MIN") + "', '" + env("SLURM_ARRAY_TASK_COUNT") + "')",
+                     "--shard slurm");
+  }
+  const long k = task - lo;
+  if (k < 0 || k >= count) {
+    throw InputError("array task " + std::to_string(task) + " is not among " + std::to_string(count) +
+                         " consecutive tasks from " + std::to_string(lo) +
+                         ": submit the array as --array=A-B (no step, no list)", "--shard slurm");
+  }
+  return Shard{int(k), int(count)};
+}
+
+}  // namespace
+
+Shard parse_shard(const std::string& text, const char* (*getenv_fn)(const char*)) {
+  if (text == "slurm") return from_slurm(getenv_fn ? getenv_fn : [](const char* n) -> const char* { return std::getenv(n); });
+  const size_t slash = text.find('/');
+  const long k = slash == std::string::npos ? -1 : parse_count(text.substr(0, slash), kMaxShards);
+  const long n = slash == std::string::npos ? -1 : parse_count(text.substr(slash + 1), kMaxShards);
+  if (k < 0 || n < 1) throw InputError("'" + text + "' is not K/N or slurm", "--shard");
+  if (k >= n) throw InputError("shard " + text + " is out of range: K must be in 0.." + std::to_string(n - 1), "--shard");
+  return Shard{int(k), int(n)};
+}
+
+std::string run_fingerprint(const std::string& inputs_hash, const nlohmann::json& settings) {
+  const std::string canon = nlohmann::json{{"inputs", inputs_hash}, {"settings", settings}}.dump();
+  return hex64(xxh3_64(canon.data(), canon.size()));
+}
+
+std::string hash_bytes(const std::string& bytes) { return hex64(xxh3_64(bytes.data(), bytes.size())); }
+
+}  // namespace gen
