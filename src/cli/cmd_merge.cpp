@@ -1,6 +1,7 @@
 // gen merge FILES... [--expect N] [--output FILE]: the shards of one batch run, in index order.
 #include <CLI/CLI.hpp>
 #include <cstring>
+#include <functional>
 #include <iostream>
 
 #include "cli/cli_common.h"
@@ -38,12 +39,27 @@ bool parse(int argc, char** argv, MergeOptions* o) {
   return true;
 }
 
-void write_output(const std::string& path, const std::string& text) {
+// The lines, each with its newline, in pieces of about 1 MiB: to stdout, or to `path` atomically.
+void write_output(const std::string& path, const std::vector<std::string>& lines) {
+  auto each_piece = [&](const std::function<int(const std::string&)>& put) {
+    std::string piece;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      piece += lines[i];
+      piece += '\n';
+      if (piece.size() >= (1u << 20) || i + 1 == lines.size()) {
+        if (const int err = put(piece)) return err;
+        piece.clear();
+      }
+    }
+    return 0;
+  };
   if (path.empty()) {
-    write_stdout(text);
+    each_piece([](const std::string& s) { write_stdout(s); return 0; });
     return;
   }
-  const int err = write_atomically(path, [&](int fd) { return write_all_bytes(fd, text.data(), text.size()); }, true);
+  const int err = write_atomically(
+      path, [&](int fd) { return each_piece([fd](const std::string& s) { return write_all_bytes(fd, s.data(), s.size()); }); },
+      true);
   if (err != 0) throw Error("writing " + path + " failed: " + std::strerror(err));
 }
 
@@ -52,15 +68,16 @@ void write_output(const std::string& path, const std::string& text) {
 int run_merge(int argc, char** argv) {
   MergeOptions opt;
   if (!parse(argc, argv, &opt)) return 0;
-  std::vector<MergeInput> inputs;
-  for (const std::string& f : opt.files) inputs.push_back(MergeInput{f, read_user_file(f, "shard file")});
-  const MergeResult r = merge_runs(inputs, opt.expect);
-  std::string text;
-  for (const std::string& line : r.lines) text += line + "\n";
-  write_output(opt.output, text);  // before any verdict: what is there is kept
+  for (const std::string& f : opt.files) {  // every file is there before any is read
+    if (!path_exists(f)) throw InputError("cannot read shard file: No such file or directory", f);
+  }
+  ShardMerger merger(opt.expect);
+  for (const std::string& f : opt.files) merger.add(MergeInput{f, read_user_file(f, "shard file")});
+  const MergeResult r = merger.finish();
+  write_output(opt.output, r.lines);  // before any verdict: what is there is kept
   for (const std::string& n : r.notes) std::cerr << "[gen] " << n << "\n";
   std::cerr << "[gen] merged " << r.lines.size() << " lines (" << r.indices << " indices"
-            << (r.samples > 1 ? ", " + std::to_string(r.samples) + " samples each" : "") << ") from " << inputs.size()
+            << (r.samples > 1 ? ", " + std::to_string(r.samples) + " samples each" : "") << ") from " << opt.files.size()
             << " files" << (r.duplicates ? ", " + std::to_string(r.duplicates) + " equal duplicates dropped" : "")
             << (r.run.empty() ? "" : ", run " + r.run) << "\n";
   std::string missing;

@@ -5,6 +5,7 @@
 
 #include "gen/error.h"
 #include "gen/prompts.h"
+#include "model/hash.h"
 
 namespace gen {
 
@@ -14,12 +15,6 @@ namespace {
 
 // What two lines of one index may differ in: how long it took, where it ran, what memory it had.
 const char* const kVolatile[] = {"timing", "device", "kv_cache_bytes", "kv_cache_bytes_used", "tokens_per_s"};
-
-struct Line {
-  std::string text;
-  std::string where;
-  json view;  // the line without its volatile fields, to compare duplicates
-};
 
 struct Parsed {
   long index = 0;
@@ -49,84 +44,15 @@ Parsed parse_line(const json& j, const std::string& where) {
   return p;
 }
 
-class Merger {
- public:
-  explicit Merger(long expect) : expect_(expect) {}
-  void add_file(const MergeInput& f, MergeResult* out) {
-    size_t pos = 0;
-    for (int line_no = 1; pos < f.content.size(); ++line_no) {
-      size_t end = f.content.find('\n', pos);
-      const bool last = end == std::string::npos;
-      if (last) end = f.content.size();
-      add_line(f.content.substr(pos, end - pos), f.name + ":" + std::to_string(line_no), last, out);
-      pos = end + 1;
-    }
-  }
-  void finish(MergeResult* out);
-
- private:
-  void add_line(const std::string& text, const std::string& where, bool unterminated, MergeResult* out);
-  void check_run(const Parsed& p, const std::string& where) {
-    if (run_.empty()) {
-      run_ = p.run;
-      run_where_ = where;
-    } else if (p.run != run_) {
-      throw InputError("the line is from another run than " + run_where_ + " (run " + p.run + ", not " + run_ +
-                           "): the input list, the model or the settings that decide the output differ", where);
-    }
-  }
-  long expect_;
-  std::string run_, run_where_;
-  std::map<std::pair<long, int>, Line> lines_;  // by (index, sample); sample -1: the index's error line
-};
-
-void Merger::add_line(const std::string& text, const std::string& where, bool unterminated, MergeResult* out) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() && unterminated) {  // a task killed in the middle of a write
-    out->notes.push_back(where + ": dropped a partial last line (" + std::to_string(text.size()) + " bytes)");
-    return;
-  }
-  if (j.is_discarded()) throw InputError("not a JSON line", where);
-  const Parsed p = parse_line(j, where);
-  check_run(p, where);
-  if (expect_ >= 0 && p.index >= expect_) {
-    throw InputError("index " + std::to_string(p.index) + " is beyond --expect " + std::to_string(expect_), where);
-  }
-  for (const char* k : kVolatile) j.erase(k);
-  // An error line and a result of the same index disagree, as do two results of one (index, sample).
-  const auto lo = lines_.lower_bound({p.index, -1}), hi = lines_.lower_bound({p.index + 1, -1});
-  for (auto it = lo; it != hi; ++it) {
-    const bool same_key = it->first.second == p.sample;
-    if (!same_key && it->first.second != -1 && p.sample != -1) continue;
-    if (same_key && it->second.view == j) {
-      ++out->duplicates;
-      return;
-    }
-    throw InputError("index " + std::to_string(p.index) + " is also in " + it->second.where +
-                         " with a different result; not merging two answers for one index", where);
-  }
-  lines_.emplace(std::make_pair(p.index, p.sample), Line{text, where, std::move(j)});
-}
-
-void Merger::finish(MergeResult* out) {
-  out->run = run_;
-  long last = -1;
-  for (const auto& [key, line] : lines_) {
-    out->lines.push_back(line.text);
-    out->indices += key.first != last;
-    last = key.first;
-    out->samples = std::max(out->samples, key.second + 1);
-  }
-  // What should be there: every index below expect (or, without it, below the highest one found), each
-  // with its samples 0..samples-1, or its error line.
-  const long n = expect_ >= 0 ? expect_ : last + 1;
-  std::vector<long> whole;  // indices with nothing at all
+// The missing of indices 0..n-1: those with nothing (as ranges), then those missing some samples.
+void list_missing(const std::map<std::pair<long, int>, int>& have, long n, MergeResult* out) {
+  std::vector<long> whole;
   std::vector<std::string> partial;
   for (long i = 0; i < n; ++i) {
-    if (lines_.count({i, -1})) continue;
+    if (have.count({i, -1})) continue;
     std::vector<long> gone;
     for (int s = 0; s < out->samples; ++s) {
-      if (!lines_.count({i, s})) gone.push_back(s);
+      if (!have.count({i, s})) gone.push_back(s);
     }
     out->missing_count += long(gone.size());
     if (gone.size() == size_t(out->samples)) {
@@ -155,12 +81,83 @@ std::string ranges_text(const std::vector<long>& v, size_t limit) {
   return s;
 }
 
-MergeResult merge_runs(const std::vector<MergeInput>& files, long expect) {
-  MergeResult out;
-  Merger m(expect);
-  for (const MergeInput& f : files) m.add_file(f, &out);
-  m.finish(&out);
+void ShardMerger::add(const MergeInput& f) {
+  names_.push_back(f.name);
+  size_t pos = 0;
+  for (int line_no = 1; pos < f.content.size(); ++line_no) {
+    size_t end = f.content.find('\n', pos);
+    const bool last = end == std::string::npos;
+    if (last) end = f.content.size();
+    add_line(f.content.substr(pos, end - pos), line_no, last);
+    pos = end + 1;
+  }
+}
+
+void ShardMerger::check_run(const std::string& run, int line_no) {
+  if (run_.empty()) {
+    run_ = run;
+    run_where_ = where(int(names_.size()) - 1, line_no);
+  } else if (run != run_) {
+    throw InputError("the line is from another run than " + run_where_ + " (run " + run + ", not " + run_ +
+                         "): the input list, the model or the settings that decide the output differ",
+                     where(int(names_.size()) - 1, line_no));
+  }
+}
+
+void ShardMerger::add_line(std::string text, int line_no, bool unterminated) {
+  const int file = int(names_.size()) - 1;
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() && unterminated) {  // a task killed in the middle of a write
+    out_.notes.push_back(where(file, line_no) + ": dropped a partial last line (" + std::to_string(text.size()) + " bytes)");
+    return;
+  }
+  if (j.is_discarded()) throw InputError("not a JSON line", where(file, line_no));
+  const Parsed p = parse_line(j, where(file, line_no));
+  check_run(p.run, line_no);
+  if (expect_ >= 0 && p.index >= expect_) {
+    throw InputError("index " + std::to_string(p.index) + " is beyond --expect " + std::to_string(expect_), where(file, line_no));
+  }
+  for (const char* k : kVolatile) j.erase(k);
+  const std::string view_text = j.dump();
+  const uint64_t view = xxh3_64(view_text.data(), view_text.size());
+  // An error line and a result of the same index disagree, as do two results of one (index, sample).
+  const auto lo = lines_.lower_bound({p.index, -1}), hi = lines_.lower_bound({p.index + 1, -1});
+  for (auto it = lo; it != hi; ++it) {
+    const bool same_key = it->first.second == p.sample;
+    if (!same_key && it->first.second != -1 && p.sample != -1) continue;
+    if (same_key && it->second.view == view) {
+      ++out_.duplicates;
+      return;
+    }
+    throw InputError("index " + std::to_string(p.index) + " is also in " + where(it->second.file, it->second.line_no) +
+                         " with a different result; not merging two answers for one index", where(file, line_no));
+  }
+  lines_.emplace(std::make_pair(p.index, p.sample), Line{std::move(text), file, line_no, view});
+}
+
+MergeResult ShardMerger::finish() {
+  MergeResult out = std::move(out_);
+  out.run = run_;
+  long last = -1;
+  std::map<std::pair<long, int>, int> have;
+  for (auto& [key, line] : lines_) {
+    out.lines.push_back(std::move(line.text));
+    out.indices += key.first != last;
+    last = key.first;
+    out.samples = std::max(out.samples, key.second + 1);
+    have.emplace(key, 0);
+  }
+  lines_.clear();
+  // What should be there: every index below expect (or, without it, below the highest one found), each
+  // with its samples 0..samples-1, or its error line.
+  list_missing(have, expect_ >= 0 ? expect_ : last + 1, &out);
   return out;
+}
+
+MergeResult merge_runs(const std::vector<MergeInput>& files, long expect) {
+  ShardMerger m(expect);
+  for (const MergeInput& f : files) m.add(f);
+  return m.finish();
 }
 
 }  // namespace gen

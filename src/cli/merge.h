@@ -2,6 +2,8 @@
 // file in index order, one line per index (and sample). The lines must carry one "run" fingerprint;
 // an index found twice must say the same thing both times.
 #pragma once
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,11 +25,35 @@ struct MergeResult {
   std::vector<std::string> notes;    // partial last lines dropped, gaps without --expect
 };
 
-// Merges the files' lines. expect: the number of prompts (indices 0..expect-1), or -1 for unknown.
-// Throws InputError (path:line) for a line that is not a gen result line, a line of another run, two
-// lines of one index that disagree (apart from timing, device and memory fields), and an index at or
-// past `expect`. A last line without its newline that is not valid JSON (a task killed while writing)
-// is dropped with a note.
+// Merges files' lines, one file at a time (a file's bytes can go once it is added): the memory held is
+// about the lines' bytes. expect: the number of prompts (indices 0..expect-1), or -1 for unknown.
+// add() throws InputError (path:line) for a line that is not a gen result line, a line of another run,
+// two lines of one index that disagree (apart from timing, device and memory fields), and an index at
+// or past `expect`. A last line without its newline that is not valid JSON (a task killed while
+// writing) is dropped with a note.
+class ShardMerger {
+ public:
+  explicit ShardMerger(long expect) : expect_(expect) {}
+  void add(const MergeInput& file);
+  MergeResult finish();  // once, after the last add()
+
+ private:
+  struct Line {
+    std::string text;
+    int file = 0, line_no = 0;
+    uint64_t view = 0;  // XXH3-64 of the line without its volatile fields, to compare duplicates
+  };
+  void add_line(std::string text, int line_no, bool unterminated);
+  void check_run(const std::string& run, int line_no);
+  std::string where(int file, int line_no) const { return names_[size_t(file)] + ":" + std::to_string(line_no); }
+  long expect_;
+  std::vector<std::string> names_;
+  std::string run_, run_where_;
+  std::map<std::pair<long, int>, Line> lines_;  // by (index, sample); sample -1: the index's error line
+  MergeResult out_;
+};
+
+// All of `files` through one ShardMerger.
 MergeResult merge_runs(const std::vector<MergeInput>& files, long expect);
 
 // "3, 7, 11-13": sorted values as ranges; at most `limit` items, then "... (N more)".
