@@ -6,6 +6,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 "$root/scripts/build.sh"
-"$root/scripts/install_py_deps.sh"
+"$root/scripts/install_test_deps.sh"
 cd "$build"
 ctest --output-on-failure -j "$(nproc)" "$@"

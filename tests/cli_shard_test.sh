@@ -67,7 +67,18 @@ wait $pid 2>/dev/null
 n=$(wc -l <"$tmp/k0.jsonl")
 [ "$n" -ge 3 ] && [ "$n" -lt 12 ] && ok || bad "the kill should land in the middle of shard 0/2 (it wrote $n of 12 lines)"
 "$GEN" "${SLOW[@]}" --shard 0/2 --output "$tmp/k0.jsonl" --resume >/dev/null 2>"$tmp/err" || bad "resume: $(cat "$tmp/err")"
-"$GEN" "${SLOW[@]}" --shard 1/2 --output "$tmp/k1.jsonl" --resume >/dev/null 2>&1
+# SIGTERM (scancel, a Slurm requeue) stops after the current step: whole lines only, exit 130, resumable.
+"$GEN" "${SLOW[@]}" --shard 1/2 --output "$tmp/k1.jsonl" >/dev/null 2>"$tmp/term.err" &
+pid=$!
+for _ in $(seq 1 200); do [ "$(wc -l <"$tmp/k1.jsonl" 2>/dev/null || echo 0)" -ge 2 ] && break; sleep 0.05; done
+kill -TERM $pid 2>/dev/null
+wait $pid
+rc=$?
+n=$(wc -l <"$tmp/k1.jsonl")
+[ $rc = 130 ] && [ "$n" -ge 2 ] && [ "$n" -lt 11 ] && [ "$(tail -c 1 "$tmp/k1.jsonl" | od -An -c | tr -d ' ')" = '\n' ] \
+  && grep -q -- "--resume to finish" "$tmp/term.err" && ok || bad "SIGTERM: exit $rc, $n of 11 lines, $(cat "$tmp/term.err")"
+"$GEN" "${SLOW[@]}" --shard 1/2 --output "$tmp/k1.jsonl" --resume >/dev/null 2>"$tmp/err" && grep -q "$n already in the output" "$tmp/err" \
+  && ok || bad "resume after SIGTERM: $(cat "$tmp/err")"
 "$GEN" merge "$tmp/k0.jsonl" "$tmp/k1.jsonl" --expect 23 >"$tmp/k.jsonl" 2>"$tmp/err" && same "$tmp/k.jsonl" "$tmp/slow_full.jsonl" \
   && ok || bad "killed, resumed and merged != unsharded: $(cat "$tmp/err")"
 
@@ -104,7 +115,7 @@ PY
 # ---- gen perplexity over a list, sharded and merged ------------------------------------------------
 for i in $(seq 0 6); do for j in $(seq 0 $((i * 3 + 2))); do echo "Text $i, line $j: a quick brown fox."; done >"$tmp/t$i.txt"; done
 : >"$tmp/t7.txt"
-ls "$tmp"/t?.txt >"$tmp/list.txt"
+{ ls "$tmp"/t?.txt; printf ' \t\r\n\n'; } >"$tmp/list.txt"  # blank lines (spaces and tabs too) are skipped
 P=(perplexity --model "$M" --device cpu --file-list "$tmp/list.txt" --ctx 64)
 "$GEN" "${P[@]}" >"$tmp/pfull.jsonl" 2>"$tmp/err"
 rc=$?

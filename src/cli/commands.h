@@ -6,7 +6,7 @@
 
 namespace gen {
 
-// Set to 1 by the first Ctrl-C once install_sigint() ran; a second Ctrl-C kills (default action).
+// Set to 1 by the first Ctrl-C or SIGTERM once install_sigint() ran; a second one kills (default action).
 extern volatile std::sig_atomic_t g_interrupted;
 void install_sigint();
 void restore_sigint();

@@ -11,11 +11,12 @@ volatile std::sig_atomic_t g_interrupted = 0;
 volatile std::sig_atomic_t g_chat_waiting = 0;
 
 namespace {
-// First Ctrl-C: finish the current step, keep what was generated, print the summary, exit 130.
-// A second one kills at once (the default action is back).
+// First Ctrl-C (or SIGTERM: scancel, a Slurm requeue, kill): finish the current step, keep what was
+// generated, print the summary, exit 130. A second one kills at once (the default actions are back).
 void on_sigint(int) {
   g_interrupted = 1;
   std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
 }
 
 volatile std::sig_atomic_t g_chat_newline = 0;
@@ -43,7 +44,13 @@ void install_chat_sigint(bool newline) {
   sigaction(SIGINT, &sa, nullptr);
 }
 
-void install_sigint() { std::signal(SIGINT, on_sigint); }
-void restore_sigint() { std::signal(SIGINT, SIG_DFL); }
+void install_sigint() {
+  std::signal(SIGINT, on_sigint);
+  std::signal(SIGTERM, on_sigint);
+}
+void restore_sigint() {
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+}
 
 }  // namespace gen

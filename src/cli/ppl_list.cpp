@@ -23,7 +23,8 @@ namespace {
 
 using nlohmann::json;
 
-// --file paths, then --file-list's lines (blank lines skipped, a '\r' before the newline dropped).
+// --file paths, then --file-list's lines (a '\r' before the newline dropped; blank lines, empty or only
+// spaces and tabs, skipped as in a prompts file).
 std::vector<std::string> collect_paths(const PplOptions& opt, std::string* list_bytes) {
   std::vector<std::string> paths = opt.files;
   if (!opt.file_list.empty()) {
@@ -34,7 +35,7 @@ std::vector<std::string> collect_paths(const PplOptions& opt, std::string* list_
       if (end == std::string::npos) end = list.size();
       std::string line = list.substr(pos, end - pos);
       if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (!line.empty()) paths.push_back(line);
+      if (line.find_first_not_of(" \t") != std::string::npos) paths.push_back(line);
       pos = end + 1;
     }
     if (paths.empty()) throw InputError("no paths in the file list (blank lines are skipped)", opt.file_list);
