@@ -4,7 +4,7 @@
 #   FUZZ_SECONDS  seconds per target (default 30)
 #   FUZZ_JOBS     ninja parallelism (default 2)
 #   FUZZ_TARGETS  space-separated subset of: safetensors config tokenizer prompts flags kv_file
-#                 serve_request (default all)
+#                 serve_request merge (default all)
 #   FUZZ_SEED     libFuzzer -seed (default 1, so CI runs the same inputs each time)
 #   BUILD_DIR     build folder (default build-fuzz)
 # Exits non-zero when a target crashes (or times out, or runs out of memory), printing the path of
@@ -14,7 +14,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-fuzz}
 seconds=${FUZZ_SECONDS:-30}
 jobs=${FUZZ_JOBS:-2}
-targets=${FUZZ_TARGETS:-"safetensors config tokenizer prompts flags kv_file serve_request"}
+targets=${FUZZ_TARGETS:-"safetensors config tokenizer prompts flags kv_file serve_request merge"}
 
 die() { echo "fuzz: $*" >&2; echo "fuzz: 0 passed, $(wc -w <<<"$targets") failed"; exit 1; }
 
@@ -61,6 +61,7 @@ for t in $targets; do
     flags) max_len=1024 ;;
     kv_file) max_len=8192 ;;
     serve_request) max_len=4096 ;;
+    merge) max_len=4096 ;;
     *) echo "fuzz: unknown target '$t'"; failed=$((failed + 1)); continue ;;
   esac
   bin=$build/fuzz_$t
