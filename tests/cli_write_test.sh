@@ -134,7 +134,8 @@ if [ "$real_tok" = 1 ]; then words=700; else words=100; fi
 printf 'word %.0s' $(seq 1 $words) >"$tmp/long.txt"
 # compare_int WHEN OUT ERR ARGS...: SIGINT once stderr says the run WHEN ("with", "without") started
 # and (with GROW=N) stdout holds more than N bytes, else 0.3 s later. WHEN a number: SIGINT after as
-# many seconds (--json prints no progress). Sets $took: seconds to the SIGINT.
+# many seconds. WHEN trace:FILE: once the --trace FILE has a no-cache row (--json prints no progress).
+# Sets $took: seconds to the SIGINT.
 compare_int() {
   local when=$1 out=$2 err=$3
   shift 3
@@ -144,6 +145,10 @@ compare_int() {
   case $when in
     with | without) for _ in $(seq 1 600); do
         grep -q "^\[gen\] --compare: running $when the KV cache" "$err" && break
+        sleep 0.05
+      done ;;
+    trace:*) for _ in $(seq 1 600); do
+        grep -q "^no-cache," "${when#trace:}" 2>/dev/null && break
         sleep 0.05
       done ;;
     *) sleep "$when" ;;
@@ -165,9 +170,8 @@ rc=$?
 [ $rc = 130 ] && grep -qE '^finish +length +interrupted$' "$tmp/c.out" && grep -qE '^generated tokens +300 +[0-9]+$' "$tmp/c.out" \
   && grep -q '^interrupted: the runs are incomplete' "$tmp/c.out" && ! grep -q '^speed-up' "$tmp/c.out" && ok \
   || bad "--compare cut in the uncached run: exit $rc $(cat "$tmp/c.out") $(cat "$tmp/c.err")"
-# --json: no progress on stderr; the same time as the text run took to reach its second run, and a bit.
-compare_int "$(python3 -c "import sys; print(float(sys.argv[1]) + 0.3)" "$took")" "$tmp/c.out" "$tmp/c.err" \
-  --prompt-file "$tmp/long.txt" -n 300 --json
+# --json: no progress on stderr; the trace's first no-cache row says the second run began.
+compare_int "trace:$tmp/c.csv" "$tmp/c.out" "$tmp/c.err" --prompt-file "$tmp/long.txt" -n 300 --json --trace "$tmp/c.csv"
 rc=$?
 python3 - "$tmp/c.out" <<'PY' && [ $rc = 130 ] && ok || bad "--compare --json cut in the uncached run: exit $rc $(cat "$tmp/c.err")"
 import json, sys
@@ -176,8 +180,8 @@ assert len(lines) == 1, lines
 j = json.loads(lines[0])
 assert j["interrupted"] is True and j["speedup"] is None and j["identical"] is None, j
 assert j["no_cache"]["finish_reason"] == "interrupted" and len(j["no_cache"]["tokens"]) < 300, j
-# Timing decides which run the SIGINT cut; most often the second.
-assert j["cache"]["finish_reason"] == "interrupted" or len(j["cache"]["tokens"]) == 300, j
+# The SIGINT came once the second run had begun: the first is whole.
+assert j["cache"]["finish_reason"] == "length" and len(j["cache"]["tokens"]) == 300, j
 PY
 # Cut in the first run: the second never starts ("-" in its column).
 # A wider model, so that its 1000 cached tokens take about a second even with the stand-in tokenizer's

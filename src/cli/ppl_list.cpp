@@ -1,6 +1,7 @@
 // gen perplexity over many files: each file of this shard scored in turn, one JSON line each, on stdout
 // (in index order) or appended to --output, which --resume continues.
 #include <chrono>
+#include <cstdio>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -95,8 +96,10 @@ int score_all(const ListRun& r, const Shard& shard) {
   }
   restore_sigint();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  char took[32];
+  std::snprintf(took, sizeof took, "%.2f", secs);
   std::cerr << "[gen] perplexity: " << scored << " files scored, " << failed << " failed, " << skipped
-            << " already in the output, in " << secs << " s"
+            << " already in the output, in " << took << " s"
             << (shard.n > 1 ? "; shard " + shard.str() + ": " + std::to_string(shard.count(long(r.paths.size()))) +
                                   " of " + std::to_string(r.paths.size()) + " files"
                             : std::string())

@@ -35,8 +35,11 @@ void TraceWriter::fail(int err) {
 
 void TraceWriter::row(bool use_cache, const StepInfo& s) {
   if (!f_) return;
+  // Flushed row by row (a write per step, next to a step's milliseconds): `tail -f` and a test see the
+  // run as it goes.
   if (std::fprintf(f_, "%s,%d,%d,%d,%.4f\n", use_cache ? "cache" : "no-cache", s.step, s.context, s.batch,
-                   s.ms) < 0) {
+                   s.ms) < 0 ||
+      std::fflush(f_) != 0) {
     fail(errno);
   }
 }
