@@ -33,7 +33,7 @@ expect_out --model gpt2-xl --ctx 4096 --batch 8 -- \
   "fp16  per token     307,200 B" "per sequence  1,258,291,200 B" "fp32  per token     614,400 B" \
   "2 x 8 x 4096 x 48 x 25 x 64 x 2 = 10,066,329,600 B (9.38 GiB)" \
   "2 x 8 x 4096 x 48 x 25 x 64 x 4 = 20,132,659,200 B (18.75 GiB)" \
-  "GPU  " "CPU  MemAvailable"
+  "GPU  " "CPU  available"
 expect_out --model gpt2 -- "parameters  124,439,808" "per sequence  37,748,736 B" \
   "2 x 1 x 1024 x 12 x 12 x 64 x 2 = 37,748,736 B (36.00 MiB)"
 if grep -q "warning" "$tmp/out"; then bad "gpt2 at its own n_positions warns: $(cat "$tmp/out")"; else ok; fi

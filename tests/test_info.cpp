@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "gen/backend.h"
@@ -204,6 +206,42 @@ TEST_CASE("device: MemAvailable from /proc/meminfo", "[info]") {
   CHECK(parse_mem_available("MemAvailable: 12 MB\n") == 0);
   CHECK(parse_mem_available("MemAvailable: lots kB\n") == 0);
   if (std::filesystem::exists("/proc/meminfo")) CHECK(host_memory_available() > (16u << 20));
+}
+
+TEST_CASE("device: host memory is capped by the memory cgroup (a Slurm task's, a container's)", "[info]") {
+  test::TempDir d;
+  const std::string root = d.path();
+  auto put = [&](const std::string& rel, const std::string& text) {
+    std::filesystem::create_directories(std::filesystem::path(root + rel).parent_path());
+    test::write_file(root + rel, text);
+  };
+  // v2: the job's group allows 8 GiB and uses 3; its parent, the task's step, allows 4 and uses 2.5.
+  put("/slurm/job_7/memory.max", "8589934592\n");
+  put("/slurm/job_7/memory.current", "3221225472\n");
+  put("/slurm/job_7/step_0/memory.max", "4294967296\n");
+  put("/slurm/job_7/step_0/memory.current", "2684354560\n");
+  put("/memory.max", "max\n");  // the root: no limit
+  CHECK(cgroup_memory_left("0::/slurm/job_7/step_0\n", root) == (4294967296u - 2684354560u));
+  CHECK(cgroup_memory_left("0::/slurm/job_7\n", root) == 8589934592u - 3221225472u);
+  CHECK(cgroup_memory_left("0::/\n", root) == SIZE_MAX);
+  CHECK(cgroup_memory_left("0::/no/such/group\n", root) == SIZE_MAX);  // cannot read: no cap
+  // v1: the memory hierarchy's line; 2^63 - 4096 is v1's "no limit"; usage past the limit leaves 0.
+  put("/memory/task/memory.limit_in_bytes", "1073741824\n");
+  put("/memory/task/memory.usage_in_bytes", "1073741825\n");
+  put("/memory/free/memory.limit_in_bytes", "9223372036854771712\n");
+  put("/memory/free/memory.usage_in_bytes", "1000\n");
+  CHECK(cgroup_memory_left("4:memory:/task\n3:cpuset:/\n", root) == 0);
+  CHECK(cgroup_memory_left("12:cpu,memory:/free\n", root) == SIZE_MAX);
+  CHECK(cgroup_memory_left("5:cpuset:/task\n", root) == SIZE_MAX);  // not the memory controller
+  CHECK(cgroup_memory_left("garbage\n", root) == SIZE_MAX);
+  // This process: more than nothing, never more than MemAvailable (read after it, plus some slack).
+  const size_t host = host_memory_available();
+  if (std::filesystem::exists("/proc/meminfo")) {
+    std::ifstream f("/proc/meminfo");
+    const std::string meminfo((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    CHECK(host > 0);
+    CHECK(host <= parse_mem_available(meminfo) + (256u << 20));
+  }
 }
 
 TEST_CASE("device: the GPU memory query says why when there is no GPU", "[info]") {

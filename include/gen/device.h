@@ -26,11 +26,17 @@ struct GpuMemory {
   size_t free_bytes = 0;
 };
 GpuMemory gpu_memory();
-// MemAvailable of /proc/meminfo in bytes: what can be allocated without swapping. 0 when unknown
-// (no /proc/meminfo, or no such line), so a caller refusing work must treat 0 as "cannot tell".
+// What the host can still allocate, in bytes: MemAvailable of /proc/meminfo (what can be allocated
+// without swapping), capped by what the process's memory cgroup has left (cgroup_memory_left: a Slurm
+// task's allocation, a container's limit). 0 when unknown (no /proc/meminfo and no cgroup limit), so a
+// caller refusing work must treat 0 as "cannot tell". (src/engine/host_memory.cpp)
 size_t host_memory_available();
-// The same from the text of a /proc/meminfo ("MemAvailable:  123456 kB"); 0 when absent or malformed.
+// MemAvailable from the text of a /proc/meminfo ("MemAvailable:  123456 kB"); 0 when absent or malformed.
 size_t parse_mem_available(const std::string& meminfo_text);
+// From the text of /proc/self/cgroup: the least of limit - usage over the process's memory cgroup and
+// its ancestors, cgroup v2 (ROOT/PATH/memory.max, memory.current) or v1 (ROOT/memory/PATH/
+// memory.limit_in_bytes, memory.usage_in_bytes); SIZE_MAX when no group has a limit or none can be read.
+size_t cgroup_memory_left(const std::string& proc_self_cgroup, const std::string& root);
 // "auto" | "cpu" | "cuda". auto falls back to the CPU and sets `note`; cuda without a usable GPU
 // throws with the reason.
 // The dtype is checked for the chosen device here, before any slow load: the CPU runs fp32, bf16 and

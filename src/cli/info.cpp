@@ -183,7 +183,8 @@ std::string info_text(const InfoReport& r) {
   o << "       " << r.dtype << " " << human_bytes(double(g.weights)) << " + " << human_bytes(double(g.kv)) << " = "
     << human_bytes(double(g.need)) << ": " << (g.known ? g.verdict() : "no GPU to check") << "\n";
   const MemoryFit& h = r.host_fit;
-  o << "  CPU  MemAvailable " << (h.known ? human_bytes(double(h.free)) : std::string("unknown (no /proc/meminfo)"))
+  // MemAvailable, capped by the memory cgroup's limit (a Slurm task's, a container's): gen::host_memory_available.
+  o << "  CPU  available " << (h.known ? human_bytes(double(h.free)) : std::string("unknown (no /proc/meminfo)"))
     << "\n";
   o << "       fp32 " << human_bytes(double(h.weights)) << " + " << human_bytes(double(h.kv)) << " = "
     << human_bytes(double(h.need)) << ": " << h.verdict() << "\n";

@@ -2,8 +2,6 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "cpu/cpu_backend.h"
@@ -87,29 +85,6 @@ GpuMemory gpu_memory() {
   m.name = prop.name;
 #endif
   return m;
-}
-
-size_t parse_mem_available(const std::string& meminfo_text) {
-  std::istringstream in(meminfo_text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("MemAvailable:", 0) != 0) continue;
-    std::istringstream fields(line.substr(13));
-    unsigned long long kib = 0;
-    std::string unit;
-    // The kernel has always written kB here; any other unit means the format is not understood.
-    if (!(fields >> kib >> unit) || unit != "kB" || kib > SIZE_MAX / 1024) return 0;
-    return size_t(kib) * 1024;
-  }
-  return 0;
-}
-
-size_t host_memory_available() {
-  std::ifstream f("/proc/meminfo");
-  if (!f) return 0;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return parse_mem_available(ss.str());
 }
 
 namespace {
