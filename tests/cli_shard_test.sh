@@ -87,6 +87,15 @@ n=$(wc -l <"$tmp/k1.jsonl")
 "$GEN" merge "$tmp/k0.jsonl" "$tmp/k1.jsonl" --expect 12 >"$tmp/k.jsonl" 2>"$tmp/err" && same "$tmp/k.jsonl" "$tmp/slow_full.jsonl" \
   && ok || bad "killed, resumed and merged != unsharded: $(cat "$tmp/err")"
 
+# -o into something that is not a regular file (here a FIFO; /dev/null is one too) is written in place:
+# the atomic rename would have replaced it with a regular file.
+mkfifo "$tmp/fifo"
+cat "$tmp/fifo" >"$tmp/fifo.out" &
+"$GEN" merge "$tmp"/s{0,1,2,3}.jsonl -o "$tmp/fifo" 2>/dev/null
+wait
+[ -p "$tmp/fifo" ] && cmp -s "$tmp/fifo.out" "$tmp/merged.jsonl" && ok || bad "merge -o FIFO: replaced, or not the merged lines"
+expect_error 1 "writing .* failed: Is a directory" -- merge "$tmp/s0.jsonl" -o "$tmp"
+
 # ---- what merge and --resume refuse ----------------------------------------------------------------
 "$GEN" merge "$tmp"/s{0,1,3}.jsonl --expect 23 >"$tmp/part.jsonl" 2>"$tmp/err"
 rc=$?

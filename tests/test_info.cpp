@@ -222,12 +222,16 @@ TEST_CASE("device: host memory is capped by the memory cgroup (a Slurm task's, a
   put("/slurm/job_7/step_0/memory.current", "2684354560\n");
   put("/memory.max", "max\n");  // the root: no limit
   CHECK(cgroup_memory_left("0::/slurm/job_7/step_0\n", root) == (4294967296u - 2684354560u));
+  // Inactive file cache is reclaimed before the OOM killer comes: it counts as free.
+  put("/slurm/job_7/step_0/memory.stat", "anon 1000\nfile 2000000000\ninactive_file 1073741824\nactive_file 5\n");
+  CHECK(cgroup_memory_left("0::/slurm/job_7/step_0\n", root) == (4294967296u - 2684354560u + 1073741824u));
   CHECK(cgroup_memory_left("0::/slurm/job_7\n", root) == 8589934592u - 3221225472u);
   CHECK(cgroup_memory_left("0::/\n", root) == SIZE_MAX);
   CHECK(cgroup_memory_left("0::/no/such/group\n", root) == SIZE_MAX);  // cannot read: no cap
   // v1: the memory hierarchy's line; 2^63 - 4096 is v1's "no limit"; usage past the limit leaves 0.
   put("/memory/task/memory.limit_in_bytes", "1073741824\n");
   put("/memory/task/memory.usage_in_bytes", "1073741825\n");
+  put("/memory/task/memory.stat", "cache 10\ninactive_file 999999\ntotal_inactive_file 1\n");  // v1: total_
   put("/memory/free/memory.limit_in_bytes", "9223372036854771712\n");
   put("/memory/free/memory.usage_in_bytes", "1000\n");
   CHECK(cgroup_memory_left("4:memory:/task\n3:cpuset:/\n", root) == 0);

@@ -61,10 +61,20 @@ TEST_CASE("A Slurm shard (--shard slurm) reads the array task's id, min and coun
   const Shard s = parse_shard("slurm", fake_getenv);
   REQUIRE(s.k == 2);
   REQUIRE(s.n == 4);
+  g_env["SLURM_ARRAY_TASK_MAX"] = "8";
+  g_env["SLURM_ARRAY_TASK_STEP"] = "1";
+  REQUIRE(parse_shard("slurm", fake_getenv).k == 2);
+  // --array=0-10:2 (6 tasks): every task refuses it, task 2 too, whose id alone would fit.
+  g_env = {{"SLURM_ARRAY_TASK_ID", "2"}, {"SLURM_ARRAY_TASK_MIN", "0"}, {"SLURM_ARRAY_TASK_MAX", "10"},
+           {"SLURM_ARRAY_TASK_COUNT", "6"}, {"SLURM_ARRAY_TASK_STEP", "2"}};
+  REQUIRE_THROWS_WITH(parse_shard("slurm", fake_getenv), Catch::Contains("--array=A-B"));
+  g_env.erase("SLURM_ARRAY_TASK_STEP");  // --array=0,2,4,6,8,10: a list, max - min + 1 != count
+  REQUIRE_THROWS_WITH(parse_shard("slurm", fake_getenv), Catch::Contains("--array=A-B"));
+  g_env = {{"SLURM_ARRAY_TASK_ID", "7"}, {"SLURM_ARRAY_TASK_MIN", "5"}, {"SLURM_ARRAY_TASK_COUNT", "4"}};
   g_env["SLURM_ARRAY_TASK_ID"] = "9";  // --array=5-8 has no task 9 (a step or a list)
   REQUIRE_THROWS_WITH(parse_shard("slurm", fake_getenv), Catch::Contains("--array=A-B"));
   g_env["SLURM_ARRAY_TASK_ID"] = "4";
-  REQUIRE_THROWS_WITH(parse_shard("slurm", fake_getenv), Catch::Contains("not among 4"));
+  REQUIRE_THROWS_WITH(parse_shard("slurm", fake_getenv), Catch::Contains("is not 4 consecutive ids"));
   g_env["SLURM_ARRAY_TASK_ID"] = "x";
   REQUIRE_THROWS_WITH(parse_shard("slurm", fake_getenv), Catch::Contains("must be numbers"));
   g_env = {{"SLURM_ARRAY_TASK_ID", "0"}, {"SLURM_ARRAY_TASK_MIN", "0"}};  // no count
@@ -146,6 +156,15 @@ TEST_CASE("gen merge: samples, error lines and a task killed mid-line", "[merge]
   REQUIRE(r.notes[0] == "a:4: dropped a partial last line (16 bytes)");
   REQUIRE(r.missing_count == 3);  // 2's sample 1, 3's two samples; 1's error line stands for both
   REQUIRE(r.missing == std::vector<std::string>{"3", "2 (sample 1)"});
+  // "samples" says K: a sample missing from every index is still missed.
+  const std::string s0 = line(0, "r", "x", 0), s1 = line(1, "r", "x", 0);
+  auto with_k = [](std::string l) { return l.substr(0, l.size() - 1) + ", \"samples\": 2}"; };
+  const MergeResult k2 = merge_runs({{"a", with_k(s0) + "\n" + with_k(s1) + "\n"}}, 2);
+  REQUIRE(k2.samples == 2);
+  REQUIRE(k2.missing_count == 2);
+  REQUIRE(k2.missing == std::vector<std::string>{"0 (sample 1)", "1 (sample 1)"});
+  REQUIRE_THROWS_WITH(merge_runs({{"a", line(0, "r", "x", 2).substr(0, s0.size() - 1) + ", \"samples\": 2}\n"}}, -1),
+                      Catch::Contains("not the run's sample count"));
   // A complete last line without its newline is kept.
   REQUIRE(merge_runs({{"a", line(0, "r")}}, 1).lines.size() == 1);
 }

@@ -33,9 +33,10 @@ GpuMemory gpu_memory();
 size_t host_memory_available();
 // MemAvailable from the text of a /proc/meminfo ("MemAvailable:  123456 kB"); 0 when absent or malformed.
 size_t parse_mem_available(const std::string& meminfo_text);
-// From the text of /proc/self/cgroup: the least of limit - usage over the process's memory cgroup and
-// its ancestors, cgroup v2 (ROOT/PATH/memory.max, memory.current) or v1 (ROOT/memory/PATH/
-// memory.limit_in_bytes, memory.usage_in_bytes); SIZE_MAX when no group has a limit or none can be read.
+// From the text of /proc/self/cgroup: the least of limit - working set over the process's memory cgroup
+// and its ancestors, cgroup v2 (ROOT/PATH/memory.max, memory.current less memory.stat's inactive_file)
+// or v1 (ROOT/memory/PATH/memory.limit_in_bytes, memory.usage_in_bytes less total_inactive_file);
+// SIZE_MAX when no group has a limit or none can be read.
 size_t cgroup_memory_left(const std::string& proc_self_cgroup, const std::string& root);
 // "auto" | "cpu" | "cuda". auto falls back to the CPU and sets `note`; cuda without a usable GPU
 // throws with the reason.

@@ -57,7 +57,7 @@ class Emitter {
   void result(const PromptSpec& p, const GenResult& r, uint64_t seed, int sample) {
     const int key = key_of(p) + sample;
     if (file_ || ctx_.opt.json) {
-      RunInfo info{p.index, p.text, ctx_.device, ctx_.backend.dtype(), ctx_.opt.gen.use_cache, "", seed, -1, ctx_.run};
+      RunInfo info{p.index, p.text, ctx_.device, ctx_.backend.dtype(), ctx_.opt.gen.use_cache, "", seed, -1, ctx_.run, ctx_.opt.samples};
       if (ctx_.opt.samples > 1) info.sample = sample;
       put_json(key, p.index, sample, result_json(info, r));
     } else {

@@ -28,7 +28,7 @@ std::string read_all(const std::string& path) {
 // A line's "sample" (0 when absent), or InputError.
 int sample_of(const json& j, const std::string& where) {
   const auto& s = j.contains("sample") ? j["sample"] : json(0);
-  if (!s.is_number_integer() || s.get<long long>() < 0 || s.get<long long>() > limits::max_samples) {
+  if (!s.is_number_integer() || s.get<long long>() < 0 || s.get<long long>() >= limits::max_samples) {
     throw InputError("\"sample\" is not a sample number; cannot resume this file", where);
   }
   return s.get<int>();

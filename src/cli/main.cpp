@@ -179,8 +179,10 @@ int run(int argc, char** argv) {
   gen::Generator generator(*backend, *model.tokenizer);
   opt.gen.stop = &gen::g_interrupted;
   if (batch) {
+    // The fingerprint hashes the model's bytes (cached beside it): only for the JSON lines that carry it.
+    const bool lines = output || opt.json;
     gen::BatchContext ctx{opt, generator, *model.tokenizer, *backend, gen::device_name(device), load_ms, trace.get(), shard,
-                          gen::batch_run_id(opt, prompts_bytes, model.dir, model.cfg, backend->dtype())};
+                          lines ? gen::batch_run_id(opt, prompts_bytes, model.dir, model.cfg, backend->dtype()) : ""};
     if (output) output->check_run(ctx.run);
     if (!note.empty()) std::cerr << note << "\n";
     const int rc = gen::run_batch(ctx, prompts, output.get());
@@ -200,7 +202,7 @@ int run(int argc, char** argv) {
   const int rc = opt.compare ? run_compare(opt, generator, ids, prompt, gen::device_name(device), backend->dtype(), trace.get())
                              : run_single(opt, generator, ids, prompt,
                                           gen::RunInfo{0, prompt, gen::device_name(device), backend->dtype(), opt.gen.use_cache,
-                                                       backend->memory_summary(), opt.gen.seed, -1, ""},
+                                                       backend->memory_summary(), opt.gen.seed, -1, "", 1},
                                           load_ms, trace.get(), cache_file ? &*cache_file : nullptr);
   gen::restore_sigint();
   return rc;

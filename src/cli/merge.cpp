@@ -19,6 +19,7 @@ const char* const kVolatile[] = {"timing", "device", "kv_cache_bytes", "kv_cache
 struct Parsed {
   long index = 0;
   int sample = 0;  // -1: an error line (it stands for every sample of its index)
+  int samples = 1;  // "samples": the run's --samples K (absent: 1)
   std::string run;
 };
 
@@ -31,7 +32,7 @@ Parsed parse_line(const json& j, const std::string& where) {
     throw InputError("the line has no \"run\": gen merge takes the --output lines of gen --prompts-file and gen "
                      "perplexity", where);
   }
-  Parsed p{long(j["index"].get<long long>()), 0, j["run"].get<std::string>()};
+  Parsed p{long(j["index"].get<long long>()), 0, 1, j["run"].get<std::string>()};
   if (j.contains("error")) {
     p.sample = -1;
   } else if (j.contains("sample")) {
@@ -41,12 +42,66 @@ Parsed parse_line(const json& j, const std::string& where) {
     }
     p.sample = s.get<int>();
   }
+  if (j.contains("samples")) {
+    const json& k = j["samples"];
+    if (!k.is_number_integer() || k.get<long long>() < 1 || k.get<long long>() > limits::max_samples ||
+        p.sample >= k.get<int>()) {
+      throw InputError("\"samples\" is not the run's sample count", where);
+    }
+    p.samples = k.get<int>();
+  }
   return p;
 }
 
+// Sorted values as "3, 7, 11-13", at most `limit` items, then "... (N more)", built as they come: the
+// missing of --expect 2^31 take no more memory than their text.
+class Ranges {
+ public:
+  explicit Ranges(size_t limit) : limit_(limit) {}
+  void add(long v) {
+    if (count_ > 0 && v == hi_ + 1) {
+      hi_ = v;
+    } else {
+      flush();
+      lo_ = hi_ = v;
+      count_ = 1;
+    }
+  }
+  std::string text() {
+    flush();
+    count_ = 0;
+    return more_ ? text_ + ", ... (" + std::to_string(more_) + " more)" : text_;
+  }
+
+ private:
+  void flush() {
+    if (count_ == 0) return;
+    count_ = 0;
+    if (hi_ == lo_ + 1) {  // two neighbours read better as "7, 8" than as "7-8"
+      put(std::to_string(lo_), 1);
+      put(std::to_string(hi_), 1);
+    } else {
+      put(hi_ > lo_ ? std::to_string(lo_) + "-" + std::to_string(hi_) : std::to_string(lo_), hi_ - lo_ + 1);
+    }
+  }
+  void put(const std::string& item, long values) {
+    if (items_ >= limit_) {
+      more_ += values;
+      return;
+    }
+    ++items_;
+    text_ += (text_.empty() ? "" : ", ") + item;
+  }
+  size_t limit_, items_ = 0;
+  long lo_ = 0, hi_ = 0, more_ = 0;
+  int count_ = 0;
+  std::string text_;
+};
+
 // The missing of indices 0..n-1: those with nothing (as ranges), then those missing some samples.
 void list_missing(const std::map<std::pair<long, int>, int>& have, long n, MergeResult* out) {
-  std::vector<long> whole;
+  Ranges whole(1000);
+  bool any_whole = false;
   std::vector<std::string> partial;
   for (long i = 0; i < n; ++i) {
     if (have.count({i, -1})) continue;
@@ -56,29 +111,22 @@ void list_missing(const std::map<std::pair<long, int>, int>& have, long n, Merge
     }
     out->missing_count += long(gone.size());
     if (gone.size() == size_t(out->samples)) {
-      whole.push_back(i);
-    } else if (!gone.empty()) {
+      whole.add(i);
+      any_whole = true;
+    } else if (!gone.empty() && partial.size() < 1000) {
       partial.push_back(std::to_string(i) + " (sample" + (gone.size() > 1 ? "s " : " ") + ranges_text(gone, 20) + ")");
     }
   }
-  if (!whole.empty()) out->missing.push_back(ranges_text(whole, 1000));
+  if (any_whole) out->missing.push_back(whole.text());
   out->missing.insert(out->missing.end(), partial.begin(), partial.end());
 }
 
 }  // namespace
 
-std::string ranges_text(const std::vector<long>& v, size_t limit) {
-  std::string s;
-  size_t items = 0, i = 0;
-  for (; i < v.size() && items < limit; ++items) {
-    size_t j = i;
-    while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
-    s += (s.empty() ? "" : ", ") + std::to_string(v[i]);
-    if (j > i) s += (j == i + 1 ? ", " : "-") + std::to_string(v[j]);
-    i = j + 1;
-  }
-  if (i < v.size()) s += ", ... (" + std::to_string(v.size() - i) + " more)";
-  return s;
+std::string ranges_text(const std::vector<long>& sorted, size_t limit) {
+  Ranges r(limit);
+  for (long v : sorted) r.add(v);
+  return r.text();
 }
 
 void ShardMerger::add(const MergeInput& f) {
@@ -114,6 +162,7 @@ void ShardMerger::add_line(std::string text, int line_no, bool unterminated) {
   if (j.is_discarded()) throw InputError("not a JSON line", where(file, line_no));
   const Parsed p = parse_line(j, where(file, line_no));
   check_run(p.run, line_no);
+  samples_ = std::max(samples_, p.samples);  // one run: one K (its fingerprint holds it)
   if (expect_ >= 0 && p.index >= expect_) {
     throw InputError("index " + std::to_string(p.index) + " is beyond --expect " + std::to_string(expect_), where(file, line_no));
   }
@@ -138,6 +187,7 @@ void ShardMerger::add_line(std::string text, int line_no, bool unterminated) {
 MergeResult ShardMerger::finish() {
   MergeResult out = std::move(out_);
   out.run = run_;
+  out.samples = samples_;
   long last = -1;
   std::map<std::pair<long, int>, int> have;
   for (auto& [key, line] : lines_) {

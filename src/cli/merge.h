@@ -19,7 +19,7 @@ struct MergeResult {
   std::string run;                   // the fingerprint they share ("" when there were no lines)
   long indices = 0;                  // distinct indices
   long duplicates = 0;               // lines dropped because an equal one came first
-  int samples = 1;                   // completions per index: 1 + the highest "sample"
+  int samples = 1;                   // completions per index: the lines' "samples" (or 1 + the highest "sample")
   std::vector<std::string> missing;  // with expect >= 0: what is not there ("7", "12-15", "9 (sample 1)")
   long missing_count = 0;            // indices (or samples) missing in all
   std::vector<std::string> notes;    // partial last lines dropped, gaps without --expect
@@ -50,6 +50,7 @@ class ShardMerger {
   std::vector<std::string> names_;
   std::string run_, run_where_;
   std::map<std::pair<long, int>, Line> lines_;  // by (index, sample); sample -1: the index's error line
+  int samples_ = 1;                             // the run's --samples, from the lines' "samples"
   MergeResult out_;
 };
 

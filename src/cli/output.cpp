@@ -34,6 +34,7 @@ nlohmann::json result_object(const RunInfo& info, const GenResult& r) {
       {"seed", info.seed},
   };
   if (info.sample >= 0) j["sample"] = info.sample;
+  if (info.samples > 1) j["samples"] = info.samples;
   if (!info.run.empty()) j["run"] = info.run;
   return j;
 }

@@ -18,6 +18,7 @@ struct RunInfo {
   uint64_t seed = 0;   // the sampling seed the prompt ran with ("seed" in JSON)
   int sample = -1;     // with --samples K > 1: which completion, 0..K-1 ("sample"); -1: none
   std::string run;     // a batch run's fingerprint ("run"; cli/shard.h), when not empty
+  int samples = 1;     // --samples K: "samples" beside "sample" when K > 1 (gen merge counts on it)
 };
 
 // The JSON object of one prompt's result, as DESIGN.md section 3 lists its fields.

@@ -136,7 +136,7 @@ std::string compare_table(const CompareRun& c, const CompareRun& u, const std::s
 std::string compare_json(const CompareRun& c, const CompareRun& u, const std::string& prompt,
                          const std::string& device, const std::string& dtype, uint64_t seed) {
   auto side = [&](const CompareRun& r, bool use_cache) {
-    nlohmann::json j = result_object(RunInfo{0, prompt, device, dtype, use_cache, "", seed, -1, ""}, r.result);
+    nlohmann::json j = result_object(RunInfo{0, prompt, device, dtype, use_cache, "", seed, -1, "", 1}, r.result);
     j.erase("prompt");
     j.erase("index");
     j["decode_ms_per_token_first_tenth"] = r.first_tenth_ms();

@@ -39,11 +39,16 @@ Shard from_slurm(const char* (*getenv_fn)(const char*)) {
                          id + "', '" + env("SLURM_ARRAY_TASK_MIN") + "', '" + env("SLURM_ARRAY_TASK_COUNT") + "')",
                      "--shard slurm");
   }
+  // Every task checks the whole array (not only its own id), so that a stepped or listed array fails in
+  // all of its tasks instead of running some shards and skipping others.
+  const std::string step = env("SLURM_ARRAY_TASK_STEP"), max = env("SLURM_ARRAY_TASK_MAX");
+  const bool consecutive = (step.empty() || step == "1") && (max.empty() || parse_count(max, 1L << 30) == lo + count - 1);
   const long k = task - lo;
-  if (k < 0 || k >= count) {
-    throw InputError("array task " + std::to_string(task) + " is not among " + std::to_string(count) +
-                         " consecutive tasks from " + std::to_string(lo) +
-                         ": submit the array as --array=A-B (no step, no list)", "--shard slurm");
+  if (k < 0 || k >= count || !consecutive) {
+    throw InputError("the array (task " + std::to_string(task) + ", min " + std::to_string(lo) + ", max " +
+                         (max.empty() ? "?" : max) + ", step " + (step.empty() ? "?" : step) + ", " +
+                         std::to_string(count) + " tasks) is not " + std::to_string(count) +
+                         " consecutive ids: submit it as --array=A-B (no step, no list)", "--shard slurm");
   }
   return Shard{int(k), int(count)};
 }

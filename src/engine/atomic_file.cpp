@@ -1,6 +1,7 @@
 #include "engine/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -45,6 +46,16 @@ int write_all_bytes(int fd, const void* data, size_t n, RawWriteFn write_fn) {
 }
 
 int write_atomically(const std::string& path, const std::function<int(int fd)>& fill, bool durable) {
+  // Not a regular file (/dev/null, /dev/stdout, a FIFO): written in place. A rename would replace the
+  // device or the pipe with a regular file (it did: `gen merge -o /dev/null` made /dev/null a file).
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) return EISDIR;
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    const int err = fill(fd);
+    return ::close(fd) != 0 && err == 0 ? errno : err;
+  }
   const std::string tmp = temp_name_beside(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return errno;

@@ -21,7 +21,8 @@ int write_all_bytes(int fd, const void* data, size_t n, RawWriteFn write_fn = nu
 // Creates the temporary file, lets fill(fd) write the content (0 or an errno), then renames it over
 // `path`. durable: fsync the file before the rename and its directory after (best effort), so that the
 // new content survives a power cut. Returns 0 or the first errno; the temporary file is then removed
-// and `path` keeps its old content.
+// and `path` keeps its old content. A `path` that exists and is not a regular file (/dev/null, a FIFO)
+// is written in place: a rename would replace it; a directory is EISDIR.
 int write_atomically(const std::string& path, const std::function<int(int fd)>& fill, bool durable);
 
 }  // namespace gen

@@ -28,12 +28,27 @@ size_t parse_bytes(const std::string& text) {
   return size_t(v);
 }
 
-// What is left in the group at `dir` (limit - usage), SIZE_MAX without a limit or without the files.
+// A "NAME VALUE" line's value in a memory.stat text; 0 when absent.
+size_t stat_value(const std::string& stat_text, const std::string& name) {
+  std::istringstream in(stat_text);
+  std::string key;
+  unsigned long long v = 0;
+  while (in >> key >> v) {
+    if (key == name) return size_t(v);
+  }
+  return 0;
+}
+
+// What is left in the group at `dir`: limit - (usage - inactive file cache), as kubelet's "working set"
+// counts it (the kernel reclaims that cache before it kills; MemAvailable counts it as free too).
+// SIZE_MAX without a limit or without the files.
 size_t left_in(const std::string& dir, bool v2) {
   const size_t limit = parse_bytes(read_small(dir + (v2 ? "/memory.max" : "/memory.limit_in_bytes")));
   if (limit == SIZE_MAX) return SIZE_MAX;
-  const size_t used = parse_bytes(read_small(dir + (v2 ? "/memory.current" : "/memory.usage_in_bytes")));
+  size_t used = parse_bytes(read_small(dir + (v2 ? "/memory.current" : "/memory.usage_in_bytes")));
   if (used == SIZE_MAX) return SIZE_MAX;
+  const size_t cache = stat_value(read_small(dir + "/memory.stat"), v2 ? "inactive_file" : "total_inactive_file");
+  used = cache < used ? used - cache : 0;
   return used < limit ? limit - used : 0;
 }
 
