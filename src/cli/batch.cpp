@@ -10,7 +10,6 @@
 #include "cli/commands.h"
 #include "gen/device.h"
 #include "gen/error.h"
-#include "gen/fingerprint.h"
 #include "gen/prefix_cache.h"
 #include "cli/output.h"
 #include "cli/stdout_writer.h"
@@ -193,11 +192,9 @@ std::vector<Request> make_requests(const BatchContext& ctx, const std::vector<Pr
 
 std::string batch_run_id(const Options& opt, const std::string& prompts_bytes, const std::string& model_dir,
                          const ModelConfig& cfg, const std::string& dtype) {
-  const ModelFingerprint m = model_fingerprint(model_dir, cfg);
   const GenOptions& g = opt.gen;
   const json settings = {
       {"kind", "generate"},
-      {"model", {m.tensors, m.weights}},
       {"dtype", dtype},
       {"ctx", effective_context(cfg, g.max_ctx)},
       {"max_new_tokens", g.max_new_tokens},
@@ -209,7 +206,7 @@ std::string batch_run_id(const Options& opt, const std::string& prompts_bytes, c
       {"ignore_eos", g.ignore_eos},
       {"samples", opt.samples},
   };
-  return run_fingerprint(hash_bytes(prompts_bytes), settings);
+  return run_id(prompts_bytes, model_dir, cfg, settings);
 }
 
 int run_batch(const BatchContext& ctx, const std::vector<PromptSpec>& prompts, BatchOutput* output) {

@@ -58,21 +58,44 @@ std::string read_ppl_text(const std::string& path) {
   return text;
 }
 
+int ppl_context(const PplOptions& opt, const ModelConfig& cfg) {
+  const int n_pos = cfg.n_positions;
+  const int context = opt.context_given ? opt.context : n_pos;
+  if (context > n_pos) {
+    throw InputError("--ctx " + std::to_string(context) + " is out of range: must be in 2.." + std::to_string(n_pos) +
+                         " (the model's n_positions)",
+                     "--ctx");
+  }
+  return context;
+}
+
+std::vector<int> ppl_tokens(const Tokenizer& tokenizer, const std::string& text, const std::string& path) {
+  std::vector<int> tokens = tokenizer.encode(text);
+  if (tokens.size() < 2) {
+    throw InputError("the text is " + std::to_string(tokens.size()) + " token: at least 2 are needed", path);
+  }
+  return tokens;
+}
+
+nlohmann::json ppl_json(const PerplexityResult& r, size_t tokens, int context, const std::string& device, double secs) {
+  const double run_tokens = double(r.tokens_scored + r.windows);  // every token of every window
+  return {{"ppl", r.ppl()},
+          {"nll", r.nll()},
+          {"tokens_scored", r.tokens_scored},
+          {"windows", r.windows},
+          {"tokens", tokens},
+          {"context", context},
+          {"device", device},
+          {"tokens_per_s", secs > 0 ? run_tokens / secs : 0.0}};
+}
+
 namespace {
 
-std::string result_text(const PerplexityResult& r, size_t tokens, int context, const std::string& device,
-                        double tokens_per_s, bool json) {
-  if (json) {
-    nlohmann::json j = {{"ppl", r.ppl()},
-                        {"nll", r.nll()},
-                        {"tokens_scored", r.tokens_scored},
-                        {"windows", r.windows},
-                        {"tokens", tokens},
-                        {"context", context},
-                        {"device", device},
-                        {"tokens_per_s", tokens_per_s}};
-    return j.dump() + "\n";
-  }
+std::string result_text(const PerplexityResult& r, size_t tokens, int context, const std::string& device, double secs,
+                        bool json) {
+  const nlohmann::json j = ppl_json(r, tokens, context, device, secs);
+  if (json) return j.dump() + "\n";
+  const double tokens_per_s = j["tokens_per_s"].get<double>();
   // One "key value" pair a line: readable, and still easy to parse.
   char buf[512];
   std::snprintf(buf, sizeof buf,
@@ -96,18 +119,8 @@ int run_perplexity(int argc, char** argv) {
   std::string note;
   const Device device = choose_device(opt.device, &note, opt.dtype);  // before the slow load
   Model model = load_model(resolve_model_dir(opt.model));
-  const int n_pos = model.cfg.n_positions;
-  const int context = opt.context_given ? opt.context : n_pos;
-  if (context > n_pos) {
-    throw InputError("--ctx " + std::to_string(context) + " is out of range: must be in 2.." + std::to_string(n_pos) +
-                         " (the model's n_positions)",
-                     "--ctx");
-  }
-  const std::vector<int> tokens = model.tokenizer->encode(text);
-  if (tokens.size() < 2) {
-    throw InputError("the text is " + std::to_string(tokens.size()) + " token: at least 2 are needed",
-                     opt.files[0]);
-  }
+  const int context = ppl_context(opt, model.cfg);
+  const std::vector<int> tokens = ppl_tokens(*model.tokenizer, text, opt.files[0]);
   auto backend = make_backend(device, model.weights, opt.threads, opt.dtype);
   if (!note.empty()) std::cerr << note << "\n";  // after every input check: an error stays one line
 
@@ -121,9 +134,7 @@ int run_perplexity(int argc, char** argv) {
               << res.tokens_scored << " tokens); no result\n";
     return int(ExitCode::interrupted);
   }
-  const double run_tokens = double(res.tokens_scored + res.windows);  // every token of every window
-  const double tps = secs > 0 ? run_tokens / secs : 0.0;
-  write_stdout(result_text(res, tokens.size(), context, device_name(device), tps, opt.json));
+  write_stdout(result_text(res, tokens.size(), context, device_name(device), secs, opt.json));
   return 0;
 }
 

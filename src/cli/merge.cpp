@@ -98,8 +98,10 @@ class Ranges {
   std::string text_;
 };
 
-// The missing of indices 0..n-1: those with nothing (as ranges), then those missing some samples.
-void list_missing(const std::map<std::pair<long, int>, int>& have, long n, MergeResult* out) {
+// The missing of indices 0..n-1: those with nothing (as ranges), then those missing some samples. have:
+// the lines by (index, sample), sample -1 an index's error line.
+template <typename Lines>
+void list_missing(const Lines& have, long n, MergeResult* out) {
   Ranges whole(1000);
   bool any_whole = false;
   std::vector<std::string> partial;
@@ -189,18 +191,16 @@ MergeResult ShardMerger::finish() {
   out.run = run_;
   out.samples = samples_;
   long last = -1;
-  std::map<std::pair<long, int>, int> have;
-  for (auto& [key, line] : lines_) {
-    out.lines.push_back(std::move(line.text));
+  for (const auto& [key, line] : lines_) {
     out.indices += key.first != last;
     last = key.first;
     out.samples = std::max(out.samples, key.second + 1);
-    have.emplace(key, 0);
   }
-  lines_.clear();
   // What should be there: every index below expect (or, without it, below the highest one found), each
   // with its samples 0..samples-1, or its error line.
-  list_missing(have, expect_ >= 0 ? expect_ : last + 1, &out);
+  list_missing(lines_, expect_ >= 0 ? expect_ : last + 1, &out);
+  for (auto& [key, line] : lines_) out.lines.push_back(std::move(line.text));
+  lines_.clear();
   return out;
 }
 

@@ -1,8 +1,13 @@
 // gen perplexity's options, and its run over many files (--file-list, --file given more than once,
 // --shard, --output): one JSON line per file, in the --prompts-file way (indices, "run", --resume).
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "gen/config.h"
+#include "gen/perplexity.h"
+#include "gen/tokenizer.h"
 
 namespace gen {
 
@@ -27,6 +32,13 @@ struct PplOptions {
 
 // The text of a file to score: not empty, UTF-8. Throws InputError naming the file.
 std::string read_ppl_text(const std::string& path);
+// --ctx, or the model's n_positions; InputError when --ctx is past n_positions.
+int ppl_context(const PplOptions& opt, const ModelConfig& cfg);
+// The text's tokens; InputError (naming path) when fewer than 2.
+std::vector<int> ppl_tokens(const Tokenizer& tokenizer, const std::string& text, const std::string& path);
+// A result's JSON fields (ppl, nll, tokens_scored, windows, tokens, context, device, tokens_per_s), the
+// tokens per second over every token of every window in `secs`.
+nlohmann::json ppl_json(const PerplexityResult& r, size_t tokens, int context, const std::string& device, double secs);
 
 // The list run. Exit code: 0, 3 when some files failed (their error lines are written), 130 when
 // interrupted.

@@ -14,7 +14,6 @@
 #include "cli/shard.h"
 #include "gen/device.h"
 #include "gen/error.h"
-#include "gen/fingerprint.h"
 #include "gen/model.h"
 #include "gen/perplexity.h"
 
@@ -46,7 +45,6 @@ std::vector<std::string> collect_paths(const PplOptions& opt, std::string* list_
 }
 
 struct ListRun {
-  const PplOptions& opt;
   const std::vector<std::string>& paths;
   Backend& backend;
   const Tokenizer& tokenizer;
@@ -60,16 +58,13 @@ json score_file(const ListRun& r, int index, bool* failed) {
   const std::string& path = r.paths[size_t(index)];
   json j{{"index", index}, {"file", path}};
   try {
-    const std::vector<int> tokens = r.tokenizer.encode(read_ppl_text(path));
-    if (tokens.size() < 2) throw InputError("the text is " + std::to_string(tokens.size()) + " token: at least 2 are needed", path);
+    const std::vector<int> tokens = ppl_tokens(r.tokenizer, read_ppl_text(path), path);
     const auto t0 = std::chrono::steady_clock::now();
     const PerplexityResult res = perplexity(r.backend, tokens, r.context, &g_interrupted);
     if (res.interrupted) return json();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    j.update(json{{"ppl", res.ppl()}, {"nll", res.nll()}, {"tokens_scored", res.tokens_scored},
-                  {"windows", res.windows}, {"tokens", tokens.size()}, {"context", r.context},
-                  {"device", r.device}, {"dtype", r.backend.dtype()},
-                  {"tokens_per_s", secs > 0 ? double(res.tokens_scored + res.windows) / secs : 0.0}});
+    j.update(ppl_json(res, tokens.size(), r.context, r.device, secs));
+    j["dtype"] = r.backend.dtype();
   } catch (const InputError& e) {
     j["error"] = e.what();
     *failed = true;
@@ -129,17 +124,11 @@ int run_perplexity_list(const PplOptions& opt) {
   std::string note;
   const Device device = choose_device(opt.device, &note, opt.dtype);
   Model model = load_model(resolve_model_dir(opt.model));
-  const int context = opt.context_given ? opt.context : model.cfg.n_positions;
-  if (context > model.cfg.n_positions) {
-    throw InputError("--ctx " + std::to_string(context) + " is out of range: must be in 2.." +
-                         std::to_string(model.cfg.n_positions) + " (the model's n_positions)", "--ctx");
-  }
+  const int context = ppl_context(opt, model.cfg);
   auto backend = make_backend(device, model.weights, opt.threads, opt.dtype);
-  const ModelFingerprint m = model_fingerprint(model.dir, model.cfg);
-  const json settings{{"kind", "perplexity"}, {"model", {m.tensors, m.weights}}, {"dtype", backend->dtype()},
-                      {"context", context}};
-  ListRun run{opt, paths, *backend, *model.tokenizer, context, device_name(device),
-              run_fingerprint(hash_bytes(list_bytes), settings), output.get()};
+  const json settings{{"kind", "perplexity"}, {"dtype", backend->dtype()}, {"context", context}};
+  ListRun run{paths, *backend, *model.tokenizer, context, device_name(device),
+              run_id(list_bytes, model.dir, model.cfg, settings), output.get()};
   if (output) output->check_run(run.run);
   if (!note.empty()) std::cerr << note << "\n";
   const int rc = score_all(run, shard);

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "gen/error.h"
+#include "gen/fingerprint.h"
 #include "model/hash.h"
 
 namespace gen {
@@ -71,5 +72,12 @@ std::string run_fingerprint(const std::string& inputs_hash, const nlohmann::json
 }
 
 std::string hash_bytes(const std::string& bytes) { return hex64(xxh3_64(bytes.data(), bytes.size())); }
+
+std::string run_id(const std::string& input_bytes, const std::string& model_dir, const ModelConfig& cfg,
+                   nlohmann::json settings) {
+  const ModelFingerprint m = model_fingerprint(model_dir, cfg);
+  settings["model"] = {m.tensors, m.weights};
+  return run_fingerprint(hash_bytes(input_bytes), settings);
+}
 
 }  // namespace gen

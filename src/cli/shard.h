@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gen/config.h"
+
 namespace gen {
 
 struct Shard {
@@ -33,5 +35,10 @@ std::string run_fingerprint(const std::string& inputs_hash, const nlohmann::json
 
 // XXH3-64 of a file's bytes, as 16 hex digits (the prompts file, the list of files).
 std::string hash_bytes(const std::string& bytes);
+
+// A run's "run": run_fingerprint of the input's bytes and `settings`, with the fingerprint of the model in
+// model_dir (gen/fingerprint.h; its weights' hash is cached beside it) added as settings["model"].
+std::string run_id(const std::string& input_bytes, const std::string& model_dir, const ModelConfig& cfg,
+                   nlohmann::json settings);
 
 }  // namespace gen
