@@ -179,10 +179,21 @@ expect_error 2 "cannot write the trace file" -- --model "$M" --prompt hi --trace
 expect_error 2 "model directory not found" -- --model "$tmp/none" --prompt hi --trace "$tmp/t3.csv"
 [ ! -e "$tmp/t3.csv" ] && ok || bad "a failed run left its trace file"
 # A batch whose KV cache cannot fit is refused before anything is allocated (4096 x 8192 positions x
-# 2 layers x 1024 x 4 bytes x 2 = 512 GiB).
+# 2 layers x 1024 x 4 bytes x 2 = 512 GiB: a batch run's cache holds its longest prompt plus -n, at
+# most the context).
 "$MAKE_MODEL" --out "$tmp/long" --layers 2 --heads 8 --embd 1024 --positions 8192 --vocab $vocab "${tokflag[@]}" >/dev/null
 seq 1 4096 >"$tmp/4096.txt"
 expect_error 2 "KV cache for 4096 sequences x 8192 positions needs 512.00 GiB, more than the .* available; lower --batch-size or --ctx" \
-  -- --model "$tmp/long" --prompts-file "$tmp/4096.txt" --batch-size 4096 -n 2 --device cpu
+  -- --model "$tmp/long" --prompts-file "$tmp/4096.txt" --batch-size 4096 -n 9000 --device cpu
+# Sized to the run: 64 slots x (the longest prompt + 2) positions, not x 8192.
+head -n 200 "$tmp/4096.txt" >"$tmp/200.txt"
+"$GEN" --model "$tmp/long" --prompts-file "$tmp/200.txt" --batch-size 64 -n 2 --device cpu --json \
+  >"$tmp/200.jsonl" 2>/dev/null && python3 -c "
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert len(lines) == 200, len(lines)
+need = max(len(x['prompt_tokens']) for x in lines) + 2
+assert all(x['kv_cache_bytes'] == 64 * need * 2 * 2 * 1024 * 4 for x in lines), (need, lines[0]['kv_cache_bytes'])
+" "$tmp/200.jsonl" && ok || bad "a batch run's KV cache is not sized to its longest prompt plus -n"
 cmp -s "$tmp/o1.jsonl" "$tmp/o1.before" && ok || bad "a refused run changed the output file"
 finish cli_batch

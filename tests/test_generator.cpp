@@ -92,6 +92,32 @@ TEST_CASE("Generation stops at EOS, at the context, or at the token budget", "[g
   }
 }
 
+TEST_CASE("A batch run's cache holds what its longest request needs, and no more than the context", "[generator]") {
+  Fixture f = load_fixture("tiny-f32");
+  Tokenizer tok = tiny_tokenizer(f.cfg.vocab_size);
+  CpuBackend be(f.weights, 1);
+  Generator g(be, tok);
+  const int P = int(f.prompt_ids.size());
+  for (int extra : {3, 100000}) {  // prompt + 3 + 5 positions; or more than the context holds
+    std::vector<Request> reqs(2);
+    reqs[0].prompt = f.prompt_ids;
+    reqs[0].opt = greedy(3, true);
+    reqs[1].index = 1;
+    reqs[1].prompt = std::vector<int>(f.prompt_ids.begin(), f.prompt_ids.begin() + P - 1);
+    reqs[1].opt = greedy(extra + 5, true);
+    std::vector<GenResult> out(2);
+    RunCallbacks cb;
+    cb.on_done = [&](int i, GenResult&& r) { out[size_t(i)] = std::move(r); };
+    g.run(reqs, reqs[0].opt, 2, cb);
+    const int positions = std::min(P - 1 + extra + 5, f.cfg.n_positions);
+    INFO("extra " << extra);
+    REQUIRE(out[0].kv_bytes_allocated == KVCache::bytes_for(f.cfg.n_layer, f.cfg.n_embd, 2, positions, 4));
+    REQUIRE(out[0].tokens == std::vector<int>(f.greedy_new_tokens.begin(), f.greedy_new_tokens.begin() + 3));
+    REQUIRE(out[1].finish_reason == (extra > 3 ? "context" : "length"));
+    REQUIRE(int(out[1].tokens.size()) == (extra > 3 ? f.cfg.n_positions - (P - 1) : extra + 5));
+  }
+}
+
 TEST_CASE("Streamed text equals the decoded tokens, and a seed fixes a sampled continuation", "[generator]") {
   Fixture f = load_fixture("tiny-f16");
   CpuBackend be(f.weights, 2);

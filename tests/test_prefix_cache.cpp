@@ -209,3 +209,69 @@ TEST_CASE("The prefix cache serves later runs, and runs without a cache or with 
   PrefixCache foreign(other, size_t(1) << 20);
   REQUIRE_THROWS_AS(g.set_prefix_cache(&foreign), Error);
 }
+
+TEST_CASE("Slots carry the origin of the blocks the prefix cache copied, and every write clears it", "[prefix]") {
+  CpuRig rig;
+  Backend& be = *rig.be;
+  PrefixCache pc(be, size_t(16) << 20);
+  std::mt19937 rng{41};
+  const std::vector<int> a = random_ids(rng, 40);
+  auto cache = be.make_cache(4, 128);
+  forward_one(be, *cache, 0, a, 0);
+  REQUIRE(cache->block_origin(0, 0) == 0);  // computed here, nothing cached yet
+  pc.store(a, 40, *cache, 0);               // blocks 0 and 1 go to the pool, copied from slot 0
+  const uint64_t b0 = cache->block_origin(0, 0), b1 = cache->block_origin(0, 1);
+  REQUIRE(b0 != 0);
+  REQUIRE(b1 != 0);
+  REQUIRE(b1 != b0);
+  REQUIRE(cache->block_origin(0, 2) == 0);  // positions 32..39: not a whole block
+  for (int slot : {1, 2, 3}) {
+    pc.load(a, 32, *cache, slot);
+    REQUIRE(cache->block_origin(slot, 0) == b0);
+    REQUIRE(cache->block_origin(slot, 1) == b1);
+  }
+  forward_one(be, *cache, 1, {a[32]}, 32);  // after the blocks: they keep their origin
+  REQUIRE(cache->block_origin(1, 1) == b1);
+  forward_one(be, *cache, 2, {a[20]}, 20);  // into block 1: its origin is gone, block 0's stays
+  REQUIRE(cache->block_origin(2, 0) == b0);
+  REQUIRE(cache->block_origin(2, 1) == 0);
+  be.copy_kv(*cache, 0, 0, *cache, 3, 0, 16);  // a copy that is not the prefix cache's
+  REQUIRE(cache->block_origin(3, 0) == 0);
+  REQUIRE(cache->block_origin(3, 1) == b1);
+  std::vector<float> host(cache->bytes_for_positions(32) / sizeof(float));
+  be.read_kv(*cache, 1, 32, host.data(), 32);
+  be.write_kv(*cache, 1, host.data(), 32, 32);
+  REQUIRE(cache->block_origin(1, 0) == 0);
+  REQUIRE(cache->block_origin(1, 1) == 0);
+  // A block already cached is only marked used: a slot that computed it itself gets no origin.
+  forward_one(be, *cache, 3, a, 0);
+  pc.store(a, 40, *cache, 3);
+  REQUIRE(cache->block_origin(3, 0) == 0);
+}
+
+TEST_CASE("With heads of 64 (the AVX-512 decode attention) the prefix cache changes no token", "[prefix][batch]") {
+  // Sequences that loaded the same blocks read them once per step (one group of attention_decode,
+  // queries in the lanes of a register); each still gets its tokens without the prefix cache.
+  TempDir dir;
+  MakeModelSpec spec = prefix_model_spec();
+  spec.cfg.n_embd = 128;  // 2 heads of 64
+  CpuBackend be(make_random_weights(dir.path(), spec), 2);
+  Tokenizer tok = tiny_tokenizer(320);
+  Generator g(be, tok);
+  for (float temperature : {0.0f, 0.9f}) {
+    std::mt19937 rng{temperature > 0 ? 51u : 50u};
+    const auto reqs = sharing_requests(rng, temperature);
+    const auto reference = run_all(g, reqs, 1);
+    PrefixCache pc(be, size_t(64) << 20);
+    g.set_prefix_cache(&pc);
+    const auto got = run_all(g, reqs, 8);
+    g.set_prefix_cache(nullptr);
+    long reused = 0;
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      INFO("temperature " << temperature << ", request " << i);
+      REQUIRE(got.at(int(i)).tokens == reference.at(int(i)).tokens);
+      reused += got.at(int(i)).timing.cached_tokens;
+    }
+    REQUIRE(reused > 0);
+  }
+}

@@ -87,6 +87,29 @@ TEST_CASE("argmax and temperature 0 pick the highest logit, ties to the lowest i
   REQUIRE(within_4_sigma(count[1], 2000, 0.5));
 }
 
+TEST_CASE("Temperature 0 is one scan's argmax at every length, ties to the lowest id, NaN as -inf", "[sampler]") {
+  // The greedy draw runs 16 lanes at a time: lengths around multiples of 16, values from a small set
+  // (many ties, often across lanes), NaN, infinities and both zeros among them.
+  std::mt19937 rng{17};
+  const float values[] = {-1.0f, 0.0f, -0.0f, 0.5f, 2.0f, 2.0f, NAN, -INFINITY, INFINITY, 3.0f};
+  SampleScratch s;
+  for (int n : {1, 2, 15, 16, 17, 31, 33, 100, 50257}) {
+    for (int trial = 0; trial < 30; ++trial) {
+      std::vector<float> l(static_cast<size_t>(n));
+      const int kinds = trial % 3 == 0 ? 10 : 6;  // some rows without NaN or infinities
+      for (float& x : l) x = values[rng() % unsigned(kinds)];
+      int want = 0;
+      float best = std::isnan(l[0]) ? -INFINITY : l[0];
+      for (int i = 1; i < n; ++i) {
+        const float v = std::isnan(l[size_t(i)]) ? -INFINITY : l[size_t(i)];
+        if (v > best) best = v, want = i;
+      }
+      INFO("n " << n << ", trial " << trial);
+      REQUIRE(sample(l.data(), n, {0.0f, 0, 1.0f}, 1, 0, s) == want);
+    }
+  }
+}
+
 TEST_CASE("The RNGs are reproducible and uniform between 0 and 1", "[sampler]") {
   Rng a(42), b(42), c(43);  // the weight generator of the model maker
   bool differs = false;

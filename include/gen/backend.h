@@ -106,6 +106,7 @@ class Backend {
   // Refuses a bad batch, or a cache another backend made (Error / InputError).
   void check(const std::vector<SeqInput>& batch, const KVCache* cache) const;
   static void advance(const std::vector<SeqInput>& batch, KVCache* cache);
+  static void clear_origins(const std::vector<SeqInput>& batch, KVCache* cache);
   void check_slot(const KVCache& cache, int slot, const char* call) const;
   // The draws of the default compute_sample over logits [B][V] on the host (-1: not finite).
   void draw_host(const float* logits, const std::vector<DrawParams>& draws, int* tokens_out);

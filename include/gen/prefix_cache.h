@@ -39,8 +39,9 @@ class PrefixCache {
   void load(const std::vector<int>& tokens, int n, KVCache& cache, int slot);
   // Adds the whole blocks of tokens[0, n), whose K/V the cache's slot holds at positions [0, n);
   // blocks already cached are only marked used. When the budget is full and nothing can be evicted,
-  // the rest is not added (never an error).
-  void store(const std::vector<int>& tokens, int n, const KVCache& cache, int slot);
+  // the rest is not added (never an error). The slot's blocks that load() copied, or that store() copies
+  // to the pool, carry the block's id (KVCache::block_origin).
+  void store(const std::vector<int>& tokens, int n, KVCache& cache, int slot);
 
   Backend& backend() const { return backend_; }
   size_t block_bytes() const { return block_bytes_; }

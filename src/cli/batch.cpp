@@ -256,7 +256,7 @@ int run_batch(const BatchContext& ctx, const std::vector<PromptSpec>& prompts, B
   if (ctx.trace) ctx.trace->close();
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "[gen] %d prompts finished, %d failed, %d already in the output; %ld tokens in %.2f s = %.1f tok/s "
+                "[gen] %d prompts finished, %d failed, %d already in the output; %ld tokens in %.3f s = %.1f tok/s "
                 "(batch size %d, %s, device %s, load %.0f ms)\n",
                 finished, failed, skipped, progress.tokens(), secs, secs > 0 ? progress.tokens() / secs : 0.0,
                 opt.batch_size, opt.gen.use_cache ? "KV cache" : "no cache", ctx.device.c_str(), ctx.load_ms);

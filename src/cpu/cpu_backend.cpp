@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -16,8 +17,7 @@ namespace gen {
 
 CpuKVCache::CpuKVCache(const ModelConfig& cfg, int slots, int max_ctx)
     : KVCache(cfg, slots, max_ctx, sizeof(float)), n_head_(cfg.n_head), head_dim_(cfg.head_dim()),
-      k_(size_t(cfg.n_layer) * slots * max_ctx * cfg.n_embd),
-      v_(size_t(cfg.n_layer) * slots * max_ctx * cfg.n_embd) {}
+      storage_(bytes()), k_(static_cast<float*>(storage_.data())), v_(k_ + bytes() / sizeof(float) / 2) {}
 
 namespace {
 cpu::Linear conv1d(const float* w, int in, int out, cpu::Precision dt) { return cpu::Linear({w, in, out, false}, dt); }
@@ -92,9 +92,21 @@ void CpuBackend::layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVC
     const int ctx = cache ? cache->max_ctx() : n;
     const float* qkv = qkv_.data() + size_t(r0) * 3 * C;
     cpu::kv_write(K, V, ctx, qkv, n, s.pos0, H, D);
-    attn_.push_back({att_.data() + size_t(r0) * C, qkv, K, V, ctx, n, s.pos0});
+    float* out = att_.data() + size_t(r0) * C;
+    const int q0 = plan_.first_query(i);
+    if (q0 < 0) {
+      attn_.push_back({out, qkv, K, V, ctx, n, s.pos0});
+      continue;
+    }
+    for (int t = 0; t < n; ++t) {
+      dec_q_[size_t(q0 + t)] = {out + size_t(t) * C, qkv + size_t(t) * 3 * C, K, V, ctx, s.pos0 + t + 1};
+    }
   }
-  cpu::attention_batch(attn_, H, D, scores_.data(), threads_, &attn_items_);
+  if (!attn_.empty()) cpu::attention_batch(attn_, H, D, scores_.data(), threads_, &attn_items_);
+  if (!dec_q_.empty()) {
+    cpu::attention_decode(dec_q_, plan_.groups(), H, D, dec_scratch_.data(), threads_, &dec_items_,
+                          cpu::plain_forced());
+  }
   M.proj.apply(tmp_.data(), att_.data(), L.proj_b, T);
   cpu::add_inplace(x_.data(), tmp_.data(), size_t(T) * C);
   cpu::layernorm(ln_.data(), x_.data(), L.ln2_w, L.ln2_b, T, C, c.layer_norm_epsilon);
@@ -120,6 +132,7 @@ void CpuBackend::compute(const std::vector<SeqInput>& batch, KVCache* cache, flo
     cpu::embed(x_.data() + size_t(row0_[i]) * C, s.tokens.data(), int(s.tokens.size()), s.pos0,
                w_->wte, w_->wpe, C);
   }
+  plan_attention(batch, cache);
   for (int l = 0; l < c.n_layer; ++l) layer_forward(l, batch, cpu_cache, T);
   if (all_rows) {  // every row through ln_f and the LM head: last_ holds T rows (reserve(T))
     cpu::layernorm(last_.data(), x_.data(), w_->lnf_w, w_->lnf_b, T, C, c.layer_norm_epsilon);
@@ -133,6 +146,14 @@ void CpuBackend::compute(const std::vector<SeqInput>& batch, KVCache* cache, flo
     }
     lm_head_.apply(logits_out, last_.data(), nullptr, B);
   }
+}
+
+void CpuBackend::plan_attention(const std::vector<SeqInput>& batch, const KVCache* cache) {
+  plan_.build(batch, cache);
+  dec_q_.resize(size_t(plan_.queries()));
+  const size_t need = size_t(threads_) * cpu::decode_scratch_floats(std::min(plan_.largest_group(), cpu::kDecodeChunk),
+                                                                     plan_.most_positions(), w_->cfg.head_dim());
+  if (dec_scratch_.size() < need) dec_scratch_.resize(need);
 }
 
 size_t CpuBackend::memory_available() const { return host_memory_available(); }

@@ -3,7 +3,10 @@
 #include <memory>
 #include <vector>
 
+#include "cpu/attention_plan.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/decode_attention.h"
+#include "cpu/huge_pages.h"
 #include "cpu/linear.h"
 #include "cpu/no_init.h"
 #include "gen/backend.h"
@@ -15,17 +18,18 @@ namespace gen {
 class CpuKVCache : public KVCache {
  public:
   CpuKVCache(const ModelConfig& cfg, int slots, int max_ctx);
-  float* k(int layer, int slot) { return k_.data() + offset(layer, slot); }  // [H][max_ctx][D]
-  float* v(int layer, int slot) { return v_.data() + offset(layer, slot); }
-  const float* k(int layer, int slot) const { return k_.data() + offset(layer, slot); }
-  const float* v(int layer, int slot) const { return v_.data() + offset(layer, slot); }
+  float* k(int layer, int slot) { return k_ + offset(layer, slot); }  // [H][max_ctx][D]
+  float* v(int layer, int slot) { return v_ + offset(layer, slot); }
+  const float* k(int layer, int slot) const { return k_ + offset(layer, slot); }
+  const float* v(int layer, int slot) const { return v_ + offset(layer, slot); }
 
  private:
   size_t offset(int layer, int slot) const {
     return (size_t(layer) * slots() + slot) * size_t(n_head_) * max_ctx() * head_dim_;
   }
   int n_head_, head_dim_;
-  cpu::Floats k_, v_;  // written before read: never zero-filled (cpu/no_init.h)
+  cpu::HugePageBuffer storage_;  // K then V; written before read, never zero-filled
+  float *k_, *v_;
 };
 
 class CpuBackend : public Backend {
@@ -50,6 +54,7 @@ class CpuBackend : public Backend {
 
  private:
   void layer_forward(int l, const std::vector<SeqInput>& batch, CpuKVCache* cache, int T);
+  void plan_attention(const std::vector<SeqInput>& batch, const KVCache* cache);
 
   // A layer's four matrices in the run's dtype (fp32: views of the Weights themselves).
   struct LayerLinears {
@@ -75,6 +80,12 @@ class CpuBackend : public Backend {
   std::vector<int> row0_;      // first row of each sequence in the batch
   std::vector<cpu::AttentionSeq> attn_;  // [B] this layer's attention of each sequence
   std::vector<int> attn_items_;          // [B + 1] attention_batch's scratch
+  // The step's rows that attention_decode takes (decode rows, and the rows of prompts that share cached
+  // blocks), in the plan's groups; the others go to attention_batch.
+  cpu::AttentionPlan plan_;
+  std::vector<cpu::DecodeQuery> dec_q_;     // [plan_.queries()] this layer's
+  std::vector<cpu::DecodeItem> dec_items_;  // attention_decode's scratch
+  std::vector<float> dec_scratch_;          // [threads][decode_scratch_floats]
 };
 
 }  // namespace gen

@@ -1,7 +1,6 @@
 #include "cpu/linear.h"
 
 #include <dnnl.hpp>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +9,7 @@
 #include <new>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/huge_pages.h"
 #include "gen/error.h"
 
 namespace gen::cpu {
@@ -59,32 +59,6 @@ dnnl::engine& cpu_engine() {
   static dnnl::engine e(dnnl::engine::kind::cpu, 0);
   return e;
 }
-
-// GEN_HUGEPAGES=0 leaves the weights on small pages (to measure what huge pages bring).
-bool huge_pages_wanted() {
-  static const bool wanted = [] {
-    const char* v = std::getenv("GEN_HUGEPAGES");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
-  return wanted;
-}
-
-// The weights of one matrix in memory the kernel asks for huge pages for (2 MiB aligned, madvise): a
-// decode step streams every weight once, and with 4 KiB pages the TLB misses cost it about a tenth
-// of its bandwidth (docs/decisions.md). Where the kernel gives no huge pages this is plain memory.
-struct HugePageBuffer {
-  static constexpr size_t kHuge = size_t(2) << 20;
-  void* p = nullptr;
-  explicit HugePageBuffer(size_t bytes) {
-    const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
-    p = std::aligned_alloc(kHuge, rounded);
-    if (!p) throw std::bad_alloc();
-    if (huge_pages_wanted()) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failing it leaves small pages
-  }
-  ~HugePageBuffer() { std::free(p); }
-  HugePageBuffer(const HugePageBuffer&) = delete;
-  HugePageBuffer& operator=(const HugePageBuffer&) = delete;
-};
 
 float weight_at(const WeightView& w, int k, int n) {
   return w.stored_transposed ? w.data[size_t(n) * w.K + k] : w.data[size_t(k) * w.N + n];
@@ -156,7 +130,7 @@ Linear::Linear(WeightView w, Precision dtype, bool plain) : w_(w), dtype_(dtype)
     }
     dnnl::memory plain_w({{K, N}, wdt, order}, cpu_engine(), src);
     d->storage = std::make_unique<HugePageBuffer>(d->w_desc.get_size());
-    d->weights = dnnl::memory(d->w_desc, cpu_engine(), d->storage->p);
+    d->weights = dnnl::memory(d->w_desc, cpu_engine(), d->storage->data());
     dnnl::reorder(plain_w, d->weights).execute(d->stream, plain_w, d->weights);
     d->stream.wait();
     dnnl_ = std::move(d);

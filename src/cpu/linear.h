@@ -15,7 +15,8 @@ namespace gen::cpu {
 
 enum class Precision { fp32, bf16, int8 };
 
-// True when GEN_CPU_PLAIN=1: bf16 and int8 run the plain loops (to test them, or to rule oneDNN out).
+// True when GEN_CPU_PLAIN=1: bf16 and int8 run the plain loops (to test them, or to rule oneDNN out), and
+// decode attention its plain loops (the same bits as its AVX-512 path).
 bool plain_forced();
 // "" and "fp32" | "bf16" | "int8"; anything else is an InputError naming the CPU's dtypes.
 Precision parse_dtype(const std::string& s);

@@ -77,6 +77,12 @@ void Backend::check(const std::vector<SeqInput>& batch, const KVCache* cache) co
   }
 }
 
+// The positions a step writes lose their origin (KVCache::block_origin) before it computes.
+void Backend::clear_origins(const std::vector<SeqInput>& batch, KVCache* cache) {
+  if (!cache) return;
+  for (const auto& s : batch) cache->clear_origins(s.slot, s.pos0, s.pos0 + int(s.tokens.size()));
+}
+
 void Backend::advance(const std::vector<SeqInput>& batch, KVCache* cache) {
   if (!cache) return;
   for (const auto& s : batch) cache->len_.at(size_t(s.slot)) = s.pos0 + int(s.tokens.size());
@@ -84,6 +90,7 @@ void Backend::advance(const std::vector<SeqInput>& batch, KVCache* cache) {
 
 void Backend::forward(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
   check(batch, cache);
+  clear_origins(batch, cache);
   compute(batch, cache, logits_out, false);
   mask_padded(config(), logits_out, batch.size());
   advance(batch, cache);
@@ -91,6 +98,7 @@ void Backend::forward(const std::vector<SeqInput>& batch, KVCache* cache, float*
 
 void Backend::forward_all(const std::vector<SeqInput>& batch, KVCache* cache, float* logits_out) {
   check(batch, cache);
+  clear_origins(batch, cache);
   compute(batch, cache, logits_out, true);
   mask_padded(config(), logits_out, total_tokens(batch));
   advance(batch, cache);
@@ -100,6 +108,7 @@ void Backend::forward_sample(const std::vector<SeqInput>& batch, KVCache* cache,
                              int* tokens_out) {
   check(batch, cache);
   if (draws.size() != batch.size()) throw Error("forward_sample: one DrawParams per sequence is needed");
+  clear_origins(batch, cache);
   compute_sample(batch, cache, draws, tokens_out);
   check_draws(draws, tokens_out);
   advance(batch, cache);
@@ -109,6 +118,7 @@ void Backend::forward_sample_logits(const std::vector<SeqInput>& batch, KVCache*
                                     const std::vector<DrawParams>& draws, int* tokens_out, float* logits_out) {
   check(batch, cache);
   if (draws.size() != batch.size()) throw Error("forward_sample_logits: one DrawParams per sequence is needed");
+  clear_origins(batch, cache);
   compute(batch, cache, logits_out, false);
   draw_host(logits_out, draws, tokens_out);
   check_draws(draws, tokens_out);
@@ -162,6 +172,7 @@ void Backend::copy_kv(const KVCache& src, int src_slot, int src_pos, KVCache& ds
                 std::to_string(dst_pos) + " do not lie in the written positions");
   }
   if (&src == &dst && src_slot == dst_slot) throw Error("copy_kv: a slot onto itself");
+  dst.clear_origins(dst_slot, dst_pos, dst_pos + n);
   if (n > 0) copy_kv_positions(src, src_slot, src_pos, dst, dst_slot, dst_pos, n);
   dst.len_.at(size_t(dst_slot)) = dst_pos + n;
 }
@@ -175,6 +186,7 @@ void Backend::read_kv(const KVCache& cache, int slot, int n, void* host, int hos
 void Backend::write_kv(KVCache& cache, int slot, const void* host, int host_n, int n) {
   check_slot(cache, slot, "write_kv");
   if (n < 0 || n > cache.max_ctx() || host_n < n) throw Error("write_kv: bad position count");
+  cache.clear_origins(slot, 0, n);
   if (n > 0) upload_kv(cache, slot, host, host_n, n);
   cache.len_.at(size_t(slot)) = n;
 }

@@ -140,8 +140,10 @@ std::vector<int> Generator::encode_prompt(const std::string& text, int max_ctx) 
 class Generator::Loop {
  public:
   // B slots; a step computes at most step_tokens tokens (with a cache).
+  // cache_ctx: the positions a slot of its own cache holds (0: the context; fewer where every request
+  // of the run is known to need fewer).
   Loop(Generator& g, RequestSource& source, const GenOptions& run_opt, int B, int step_tokens,
-       const RunCallbacks& cb, Session* session);
+       const RunCallbacks& cb, Session* session, int cache_ctx = 0);
   int run();
 
  private:
@@ -200,7 +202,13 @@ int Generator::run(const std::vector<Request>& requests, const GenOptions& run_o
   check_prompts(requests, max_ctx);
   const int B = std::max(1, std::min<int>(batch_size, int(requests.size())));
   VectorSource src(requests);
-  return Loop(*this, src, run_opt, B, max_step_tokens(requests, B, max_ctx, run_opt.use_cache), cb, nullptr).run();
+  // No sequence of the run outgrows its prompt and token budget: a cache of that many positions (less
+  // memory, and fewer pages to fault in).
+  long need = 1;
+  for (const Request& r : requests) need = std::max(need, long(r.prompt.size()) + std::max(0, r.opt.max_new_tokens));
+  return Loop(*this, src, run_opt, B, max_step_tokens(requests, B, max_ctx, run_opt.use_cache), cb, nullptr,
+              int(std::min<long>(need, max_ctx)))
+      .run();
 }
 
 int Generator::serve(RequestSource& source, const GenOptions& run_opt, int batch_size, int step_tokens,
@@ -214,7 +222,7 @@ int Generator::serve(RequestSource& source, const GenOptions& run_opt, int batch
 }
 
 Generator::Loop::Loop(Generator& g, RequestSource& source, const GenOptions& run_opt, int B, int step_tokens,
-                      const RunCallbacks& cb, Session* session)
+                      const RunCallbacks& cb, Session* session, int cache_ctx)
     : g_(g), src_(source), opt_(run_opt), cb_(cb), session_(session), step_budget_(step_tokens) {
   const ModelConfig& cfg = g_.backend_.config();
   max_ctx_ = effective_context(cfg, run_opt.max_ctx);
@@ -225,7 +233,7 @@ Generator::Loop::Loop(Generator& g, RequestSource& source, const GenOptions& run
     }
     cache_ = session_->cache.get();
   } else if (run_opt.use_cache) {
-    own_cache_ = g_.backend_.make_cache(B, max_ctx_);
+    own_cache_ = g_.backend_.make_cache(B, cache_ctx > 0 ? std::min(cache_ctx, max_ctx_) : max_ctx_);
     cache_ = own_cache_.get();
     prefix_ = g_.prefix_;
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <map>
 #include <set>
 #include <utility>
@@ -18,6 +19,7 @@ struct PrefixCache::Node {
   Node* parent = nullptr;
   std::map<BlockKey, std::unique_ptr<Node>> children;
   int block = -1;       // its K/V in the pool (the root has none)
+  uint64_t id = 0;      // unique in the process: the slots it is copied to carry it (KVCache::block_origin)
   int refs = 0;         // operations that need it kept (a store adding its child)
   uint64_t last = 0;    // last use, on clock_
   bool listed = false;  // in lru_ (an evictable leaf)
@@ -30,6 +32,13 @@ struct PrefixCache::Lru {
 
 namespace {
 constexpr size_t kChunkBytes = size_t(64) << 20;  // the pool grows by caches of about this size
+
+static_assert(PrefixCache::kBlock == KVCache::kOriginBlock, "a cached block is one origin block of a slot");
+
+uint64_t next_node_id() {
+  static std::atomic<uint64_t> last{0};
+  return ++last;
+}
 
 BlockKey key_at(const int* tokens) {
   BlockKey k;
@@ -132,11 +141,12 @@ void PrefixCache::load(const std::vector<int>& tokens, int n, KVCache& cache, in
     int ps = 0;
     KVCache& p = pool(node->block, &ps);
     backend_.copy_kv(p, ps, 0, cache, slot, pos, kBlock);
+    cache.set_block_origin(slot, pos / kBlock, node->id);
     touch(node);
   }
 }
 
-void PrefixCache::store(const std::vector<int>& tokens, int n, const KVCache& cache, int slot) {
+void PrefixCache::store(const std::vector<int>& tokens, int n, KVCache& cache, int slot) {
   const int end = std::min<int>(n, int(tokens.size())) / kBlock * kBlock;
   Node* node = root_.get();
   for (int pos = 0; pos < end; pos += kBlock) {
@@ -154,6 +164,7 @@ void PrefixCache::store(const std::vector<int>& tokens, int n, const KVCache& ca
       fresh->key = key_at(tokens.data() + pos);
       fresh->parent = node;
       fresh->block = b;
+      fresh->id = next_node_id();
       int ps = 0;
       KVCache& p = pool(b, &ps);
       try {
@@ -163,6 +174,7 @@ void PrefixCache::store(const std::vector<int>& tokens, int n, const KVCache& ca
         update_evictable(node);
         throw;
       }
+      cache.set_block_origin(slot, pos / kBlock, fresh->id);  // the slot holds the block's values
       c = fresh.get();
       node->children.emplace(fresh->key, std::move(fresh));
       ++used_blocks_;

@@ -19,7 +19,7 @@ int argmax(const float* logits, int n) {
   return best;
 }
 
-bool logits_finite(const float* logits, int n) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) bool logits_finite(const float* logits, int n) {
   uint32_t worst = 0;  // the largest magnitude's bits: Inf and NaN sort above every finite value
   for (int i = 0; i < n; ++i) {
     uint32_t u;
@@ -56,10 +56,28 @@ using namespace sampling;
 // skipped without its two logs; the result is the same.
 constexpr float kGumbelMax = 17.0f;
 
-int greedy(const float* logits, int n) {
-  int best = 0;
-  float best_v = canonical(logits[0]);
-  for (int i = 1; i < n; ++i) {
+// In 16 lanes, each keeping its largest value and the first id holding it (strict >), then the lanes
+// combined (the largest, the lowest id among equals): the same id as one scan. Cloned per ISA.
+__attribute__((target_clones("avx512f", "avx2", "default"))) int greedy(const float* logits, int n) {
+  constexpr int W = 16;
+  float m[W];
+  int id[W];
+  for (int l = 0; l < W; ++l) m[l] = -INFINITY, id[l] = l;
+  int i = 0;
+  for (; i + W <= n; i += W) {
+    for (int l = 0; l < W; ++l) {
+      const float v = canonical(logits[i + l]);
+      const bool more = v > m[l];
+      m[l] = more ? v : m[l];
+      id[l] = more ? i + l : id[l];
+    }
+  }
+  float best_v = m[0];
+  int best = id[0];
+  for (int l = 1; l < W; ++l) {
+    if (m[l] > best_v || (m[l] == best_v && id[l] < best)) best_v = m[l], best = id[l];
+  }
+  for (; i < n; ++i) {
     const float v = canonical(logits[i]);
     if (v > best_v) best_v = v, best = i;
   }
