@@ -1,8 +1,9 @@
-// Decode attention on the CPU: one query row per sequence (a decode step) over its cache positions
-// [0, n), where sequences that hold the same copy of a prefix's K/V (blocks the prefix cache copied into
-// each slot; KVCache::block_origin) form a group that reads those shared positions once, from its first
-// sequence's cache, for all its queries: the K/V traffic of 32 sequences with a common 384-token prompt
-// is then one prefix's plus 32 suffixes', not 32 prefixes'. (vLLM and FlashInfer reach the same with
+// Decode attention on the CPU: queries of one row each (a decode step's new tokens, and the rows of
+// prompts that prefill after a loaded prefix; cpu/attention_plan.h says which) over their cache
+// positions [0, n), where sequences that hold the same copy of a prefix's K/V (blocks the prefix cache
+// copied into each slot; KVCache::block_origin) form a group that reads those shared positions once,
+// from its first query's cache, for all its queries: the K/V traffic of 32 sequences with a common
+// 384-token prompt is then one prefix's plus 32 suffixes', not 32 prefixes'. (vLLM and FlashInfer reach the same with
 // paged or cascade attention over one stored copy; here each slot keeps its own copy, so a sequence
 // that leaves a group, or a backend that does not group, reads the very same values.)
 //
