@@ -1,5 +1,4 @@
 #include "cpu/cpu_ops.h"
-#include "cpu/exp_poly.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -8,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "cpu/exp_poly.h"
 
 namespace gen::cpu {
 
@@ -63,7 +64,6 @@ void matmul_transposed(float* out, const float* x, const float* E, int T, int C,
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, V, C, 1.0f, x, C, E, C, 0.0f, out, V);
 }
-
 
 // gelu_new(v) = 0.5 v (1 + tanh(u)) = v / (1 + exp(-2u)), u = sqrt(2/pi) (v + 0.044715 v^3): the second
 // form has no cancellation for negative v and vectorizes. Cloned per ISA, chosen when the program loads.
